@@ -28,6 +28,22 @@ class ConfigError(ValueError):
     """A malformed configuration: names the config/field, what was expected and what was found."""
 
 
+def register_structured_configs() -> None:
+    """Make every registered algorithm's config dataclass the Hydra option ``algo=<name>``.
+
+    The dataclass is the single source of defaults; YAML presets in ``configs/algo/`` extend it
+    (``defaults: [iql, _self_]``) and only list what they change. Overrides are type-checked.
+    """
+    from hydra.core.config_store import ConfigStore
+
+    from robot_learning.algos.base import ALGORITHMS
+    import robot_learning.algos  # noqa: F401  (imports every algorithm module, filling the registry)
+
+    store = ConfigStore.instance()
+    for name, cls in ALGORITHMS.items():
+        store.store(group="algo", name=name, node=cls.Config(name=name))
+
+
 def compose(config_name: str, overrides: Sequence[str] = ()) -> DictConfig:
     """Compose ``configs/<config_name>.yaml`` with Hydra overrides (``key=value``, ``group=option``)."""
     from hydra import compose as hydra_compose
@@ -36,13 +52,17 @@ def compose(config_name: str, overrides: Sequence[str] = ()) -> DictConfig:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    register_structured_configs()
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
             return hydra_compose(config_name=config_name, overrides=list(overrides))
     except (HydraException, OmegaConfBaseException) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ConfigError(f"configs/{config_name}.yaml with overrides {list(overrides)}: {first}") from None
+        text = f"{e}\n{e.__cause__ or ''}"
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith(
+            ("full_key:", "object_type=", "reference_type=", "Config search path", "provider="))]
+        raise ConfigError(f"configs/{config_name}.yaml with overrides {list(overrides)}: "
+                          f"{' '.join(lines) or type(e).__name__}") from None
 
 
 def to_plain(node: Any) -> Any:

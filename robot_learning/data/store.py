@@ -199,11 +199,17 @@ class EpisodeStore:
         return store
 
     @classmethod
-    def open(cls, path: str | os.PathLike, mode: str = "r") -> EpisodeStore:
-        """Open an existing store; ``mode='a'`` takes the writer lock and recovers crash leftovers."""
+    def open(cls, path: str | os.PathLike, mode: str = "r", *, check: bool = True) -> EpisodeStore:
+        """Open an existing store; ``mode='a'`` takes the writer lock and recovers crash leftovers.
+
+        ``check=False`` (read-only only) skips the committed-data check so that ``dataset verify`` can
+        list every problem of a truncated store (:meth:`committed_problems`) instead of the first.
+        """
         path = Path(path)
         if mode not in ("r", "a"):
             raise ValueError(f"mode: expected 'r' or 'a', found {mode!r}")
+        if mode == "a" and not check:
+            raise ValueError("check: expected True with mode='a' (appending needs intact committed data), found False")
         if not (path / "zarr.json").exists():
             raise StoreError(f"{path}: expected an episode store (a Zarr v3 group with format '{FORMAT}'), "
                              f"found {'no such path' if not path.exists() else 'no zarr.json in it'}")
@@ -227,7 +233,8 @@ class EpisodeStore:
         options = StorageOptions(**attrs.get("storage", {}))
         lock_fd = cls._acquire_lock(path) if mode == "a" else None
         store = cls(path, root, spec, mode, lock_fd, options, RecoveryReport())
-        store._check_committed()
+        if check:
+            store._check_committed()
         if mode == "a":
             store.recovery = store._recover()
             if not store.recovery.clean:
@@ -347,22 +354,30 @@ class EpisodeStore:
         out.update({f"meta/episode/{name}": a.shape[0] for name, a in self.meta_arrays().items() if a.shape[0] > e})
         return out
 
-    def _check_committed(self) -> None:
-        """Fail if committed rows are missing or the boundaries are malformed (a truncated store)."""
+    def committed_problems(self) -> list[str]:
+        """Every way committed rows are missing or the boundaries are malformed (a truncated store)."""
+        problems = []
         ends = self._ends
         if len(ends) and (ends[0] <= 0 or np.any(np.diff(ends) <= 0)):
             bad = int(np.argmax(np.diff(np.concatenate([[0], ends])) <= 0))
-            raise StoreError(f"{self.path}: 'meta/episode_ends': expected strictly increasing positive ends, "
-                             f"found {ends[max(0, bad - 1):bad + 2].tolist()} at episode {bad}")
+            problems.append(f"{self.path}: 'meta/episode_ends': expected strictly increasing positive ends, "
+                            f"found {ends[max(0, bad - 1):bad + 2].tolist()} at episode {bad}")
         n, e = self.n_steps, self.n_episodes
         for name, a in self.data_arrays().items():
             if a.shape[0] < n:
-                raise StoreError(f"{self.path}: 'data/{name}': expected at least {n} committed rows, found {a.shape[0]} "
-                                 "(truncated store: committed data is missing)")
+                problems.append(f"{self.path}: 'data/{name}': expected at least {n} committed rows, found {a.shape[0]} "
+                                "(truncated store: committed data is missing)")
         for name, a in self.meta_arrays().items():
             if a.shape[0] < e:
-                raise StoreError(f"{self.path}: 'meta/episode/{name}': expected {e} rows (one per episode), "
-                                 f"found {a.shape[0]} (truncated store)")
+                problems.append(f"{self.path}: 'meta/episode/{name}': expected {e} rows (one per episode), "
+                                f"found {a.shape[0]} (truncated store)")
+        return problems
+
+    def _check_committed(self) -> None:
+        """Fail with the first of :meth:`committed_problems`, if any."""
+        problems = self.committed_problems()
+        if problems:
+            raise StoreError(problems[0])
 
     def _recover(self) -> RecoveryReport:
         report = RecoveryReport()
@@ -540,6 +555,14 @@ class EpisodeStore:
         a.attrs["provenance"] = prov
         self.refresh_stats(names=[f"reward/{source}"])
         self._write_info()
+
+    def set_reward_provenance(self, source: str, provenance: Mapping[str, Any]) -> None:
+        """Record where an existing reward source came from (e.g. ``env`` rewards written step by step)."""
+        self._require_append(f"set the provenance of reward source '{source}'")
+        if source not in self.reward_sources:
+            raise StoreError(f"{self.path}: reward source '{source}': expected one of {self.reward_sources}, found none")
+        prov = {"created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **_jsonable(dict(provenance))}
+        self.root[f"data/reward/{source}"].attrs["provenance"] = prov
 
     # ================================================================================ statistics
     def _stats_group(self) -> zarr.Group:

@@ -1,0 +1,128 @@
+"""The contract every learner implements, and the registry that builds learners by name.
+
+An algorithm is a ``torch.nn.Module`` built from its config dataclass and a TaskSpec. It owns its
+networks, optimisers, observation normaliser and action scaling, so the runtime only moves batches:
+
+- batches arrive in the task's units (raw observations, actions within ``spec.action`` limits) and the
+  algorithm normalises inside ``update``; ``act`` and the exported actor return actions in task units;
+- ``prepare(data)`` runs once before offline training on the loaded dataset: fit the observation
+  normaliser, apply the algorithm's reward transform, compute Monte-Carlo returns, ...; it returns the
+  (possibly transformed) data the runtime will sample from. ``transform_reward`` applies the same
+  reward transform to online transitions;
+- ``update(batch)`` is one gradient step and returns metrics as 0-d tensors (the runtime reads them
+  only when it logs, so there is no device sync per step);
+- ``export_actor()`` returns the deterministic actor as a module mapping a dict of raw observation
+  tensors to task-unit actions, with normalisation, squashing and scaling inside (the ONNX graph);
+- ``state_dict()`` covers networks and normaliser buffers (the nn.Module default); ``training_state()``
+  adds optimiser states and counters for exact resume.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+from torch import nn
+
+from robot_learning.config import ConfigError, build
+from robot_learning.spec import TaskSpec
+
+if TYPE_CHECKING:
+    from robot_learning.data.tensors import Batch, TransitionData
+
+
+@dataclass
+class AlgoConfig:
+    """Fields every algorithm config has (each algorithm's config subclasses this with sourced defaults)."""
+
+    # Registry name of the algorithm (set by each subclass; selects the class in make_algorithm).
+    name: str = ""
+    # Observation keys the networks read; None = every low-dimensional key of the task.
+    obs_keys: list[str] | None = None
+    # Discount factor gamma (0.99 in every paper this stack implements).
+    gamma: float = 0.99
+    # Minibatch size of one gradient step (256 in IQL/CQL/AWAC/TD3+BC/SAC-N official code).
+    batch_size: int = 256
+
+
+ALGORITHMS: dict[str, type[Algorithm]] = {}
+
+
+def register(cls: type[Algorithm]) -> type[Algorithm]:
+    """Class decorator: make ``cls`` buildable by ``make_algorithm(cls.name, ...)``."""
+    if cls.name in ALGORITHMS and ALGORITHMS[cls.name] is not cls:
+        raise RuntimeError(f"algorithm name '{cls.name}' registered twice")
+    ALGORITHMS[cls.name] = cls
+    return cls
+
+
+class Algorithm(nn.Module, ABC):
+    """Base class of every learner (see the module docstring for the contract)."""
+
+    #: Registry name, e.g. "iql".
+    name: ClassVar[str]
+    #: The config dataclass of this algorithm.
+    Config: ClassVar[type[AlgoConfig]]
+    #: True for learners whose online phase collects on-policy rollouts (PPO, Uni-O4).
+    on_policy: ClassVar[bool] = False
+    #: What ``update`` consumes: "transition" (data.tensors.Batch) or "rollout" (on-policy rollout batches).
+    batch_kind: ClassVar[str] = "transition"
+    #: True when the learner can take camera observations (an image encoder in its networks).
+    supports_images: ClassVar[bool] = True
+
+    def __init__(self, config: AlgoConfig, spec: TaskSpec, device: torch.device | str = "cpu"):
+        super().__init__()
+        self.config = config
+        self.spec = spec
+        self.obs_keys = list(config.obs_keys) if config.obs_keys is not None else list(spec.low_dim_keys)
+        unknown = [k for k in self.obs_keys if k not in spec.obs]
+        if unknown:
+            raise ConfigError(f"algo.obs_keys: expected keys of task '{spec.name}' {list(spec.obs_keys)}, found '{unknown[0]}'")
+        if not self.supports_images and any(spec.obs[k].is_image for k in self.obs_keys):
+            raise ConfigError(f"algo.obs_keys: {self.name} takes low-dimensional observations only, found image keys "
+                              f"{[k for k in self.obs_keys if spec.obs[k].is_image]}")
+        self.device = torch.device(device)
+        self.num_updates = 0
+
+    # ------------------------------------------------------------------------------ contract
+    def prepare(self, data: TransitionData) -> TransitionData:
+        """Fit data-dependent parts (normaliser, reward transform, MC returns); return the data to sample."""
+        return data
+
+    def transform_reward(self, reward: torch.Tensor) -> torch.Tensor:
+        """The algorithm's reward transform, applied identically to offline and online rewards."""
+        return reward
+
+    @abstractmethod
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """One gradient step on ``batch``; metrics as 0-d tensors."""
+
+    @abstractmethod
+    def act(self, obs: Mapping[str, torch.Tensor], deterministic: bool = True) -> torch.Tensor:
+        """Actions in task units for a batch of raw observations (no gradient)."""
+
+    @abstractmethod
+    def export_actor(self) -> nn.Module:
+        """The deterministic actor as a module: dict of raw obs tensors -> task-unit actions."""
+
+    def training_state(self) -> dict[str, Any]:
+        """Optimiser states and counters, for exact resume (networks are in state_dict())."""
+        return {"num_updates": self.num_updates}
+
+    def load_training_state(self, state: Mapping[str, Any]) -> None:
+        self.num_updates = int(state["num_updates"])
+
+
+def make_algorithm(name: str, config: Any, spec: TaskSpec, device: torch.device | str = "cpu") -> Algorithm:
+    """Build the registered algorithm ``name`` from a config node (validated against its dataclass)."""
+    import robot_learning.algos  # noqa: F401  (registers the algorithms)
+
+    if name not in ALGORITHMS:
+        raise ConfigError(f"algo: expected one of {sorted(ALGORITHMS)}, found '{name}'")
+    cls = ALGORITHMS[name]
+    cfg = config if isinstance(config, cls.Config) else build(cls.Config, config, where=f"algo ({name})")
+    return cls(cfg, spec, device).to(device)
+
