@@ -1,0 +1,1 @@
+"""Running policies on robots: the safety layer and deployment helpers (no ROS imports here)."""
