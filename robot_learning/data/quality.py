@@ -87,7 +87,7 @@ def unique_rows(codes: np.ndarray) -> int:
     if len(codes) == 0:
         return 0
     rows = codes.view(np.dtype((np.void, codes.dtype.itemsize * codes.shape[1]))).ravel()
-    return int(len(np.unique(rows)))
+    return len(np.unique(rows))
 
 
 @dataclass(frozen=True)
@@ -136,7 +136,7 @@ def state_action_pairs(store: EpisodeStore, state_keys: Sequence[str] | None = N
 class Quality:
     """TQ and SACo of one store, each with what it was normalised by (``None``: not computable)."""
 
-    reward_source: str
+    reward_source: str | None
     mean_return: float | None
     labelled_episodes: int
     tq: float | None
@@ -179,14 +179,15 @@ def measure(store: EpisodeStore, reward_source: str | None = None, reference: Ep
         if diffs:
             raise StoreError(f"{reference.path}: reference store: expected the task interface of {store.path}, "
                              "found: " + "; ".join(diffs))
-    source = reward_source or store.default_reward_source()
-    returns = _labelled_returns(store, source) if store.n_episodes else np.zeros(0)
+    source = reward_source or (store.default_reward_source() if store.reward_sources else None)
+    returns = _labelled_returns(store, source) if source is not None and store.n_episodes else np.zeros(0)
     mean = float(np.mean(returns)) if len(returns) else None
-    tq, how = None, "no fully labelled episodes"
+    tq, how = None, "no reward source" if source is None else "no fully labelled episodes"
     refs = store.spec.reference_returns
     if len(returns) and refs:
         tq = trajectory_quality(returns, refs["random"], refs["expert"])
-        how = f"reference_returns of task '{store.spec.name}': random {refs['random']:g} -> 0, expert {refs['expert']:g} -> 1"
+        how = (f"reference_returns of task '{store.spec.name}': random {refs['random']:g} -> 0, "
+               f"expert {refs['expert']:g} -> 1")
     elif len(returns):
         pool = returns
         if reference is not None and source in reference.reward_sources and reference.n_episodes:
@@ -203,4 +204,4 @@ def measure(store: EpisodeStore, reward_source: str | None = None, reference: Ep
         pairs = state_action_pairs(store, state_keys)
         ref_pairs = state_action_pairs(reference, state_keys) if reference is not None and reference.n_steps else None
         coverage = state_action_coverage(pairs, ref_pairs, grid_points)
-    return Quality(source, mean, int(len(returns)), tq, how, coverage)
+    return Quality(source, mean, len(returns), tq, how, coverage)
