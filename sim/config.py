@@ -47,6 +47,12 @@ def positive_number(value: Any, where: str, field: str) -> float:
     return float(value)
 
 
+def non_negative_number(value: Any, where: str, field: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
+        raise config_error(where, field, "a non-negative finite number", value)
+    return float(value)
+
+
 def fraction(value: Any, where: str, field: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
         raise config_error(where, field, "a number in [0, 1]", value)

@@ -48,6 +48,7 @@ class LocomotionExpert:
     """The deterministic ARS controller of a locomotion task (no goals, no internal state)."""
 
     goal_directed = False
+    checkpoints = CHECKPOINTS
 
     def __init__(self, spec: TaskSpec, checkpoint: str = "expert"):
         if checkpoint not in CHECKPOINTS:

@@ -58,17 +58,24 @@ def select_keys(spec: TaskSpec, obs_keys: Sequence[str] | None) -> tuple[str, ..
 
 
 class MujocoTaskEnv(gym.Env):
-    """A MuJoCo task whose interface is a TaskSpec; subclasses fill in the task."""
+    """A MuJoCo task whose interface is a TaskSpec; subclasses fill in the task.
+
+    ``dynamics``: a gap preset name or mapping of scales (``sim.dynamics``); ``obs_keys``: the subset of
+    the spec's keys to return (camera keys left out are never rendered); ``reward``: ``dense`` or
+    ``sparse``, the one ``step`` returns (default: the spec's ``default_reward``; ``info`` always has
+    both and ``success``); ``terminate_on_success``: end the episode on success.
+    """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"]}
     #: XML file in ``sim/assets`` the task model starts from.
     asset: ClassVar[str]
-    #: Camera used by ``render()`` when the spec has no camera observation.
+    #: Camera that ``render()`` (render_mode="rgb_array") shows: a view for people, not an observation.
     view_camera: ClassVar[str]
 
     def __init__(self, task_spec: TaskSpec, *, dynamics: Dynamics | Mapping[str, Any] | str | None = None,
-                 obs_keys: Sequence[str] | None = None, reward: str = "sparse", terminate_on_success: bool = True,
-                 render_mode: str | None = None):
+                 obs_keys: Sequence[str] | None = None, reward: str | None = None,
+                 terminate_on_success: bool = True, render_mode: str | None = None):
+        reward = task_spec.default_reward if reward is None else reward
         if reward not in REWARD_KINDS:
             raise config_error(f"task '{task_spec.name}'", "reward", f"one of {list(REWARD_KINDS)}", reward)
         self.task_spec = task_spec
@@ -76,6 +83,7 @@ class MujocoTaskEnv(gym.Env):
         self.reward_kind = reward
         self.terminate_on_success = bool(terminate_on_success)
         self.render_mode = render_mode
+        self.metadata = {**self.metadata, "render_fps": task_spec.control_hz}
         mj_spec = mujoco.MjSpec.from_file(str(ASSETS_DIR / self.asset))
         self._edit_model(mj_spec)
         self.model = mj_spec.compile()
@@ -83,8 +91,8 @@ class MujocoTaskEnv(gym.Env):
         self.data = mujoco.MjData(self.model)
         self.frame_skip = round(1.0 / (task_spec.control_hz * self.model.opt.timestep))
         if self.frame_skip < 1 or not np.isclose(self.frame_skip * self.model.opt.timestep, task_spec.dt):
-            raise config_error(task_spec.source, "control_hz", f"a multiple of the physics rate "
-                               f"{1 / self.model.opt.timestep:g} Hz / an integer", task_spec.control_hz)
+            raise config_error(task_spec.source, "control_hz", f"the physics rate {1 / self.model.opt.timestep:g} Hz "
+                               "divided by a whole number of steps", task_spec.control_hz)
         self.obs_keys = select_keys(task_spec, obs_keys)
         self._image_keys = tuple(k for k in self.obs_keys if task_spec.obs[k].is_image)
         self._low_dim_keys = tuple(k for k in self.obs_keys if not task_spec.obs[k].is_image)

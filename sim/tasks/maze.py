@@ -44,6 +44,10 @@ class MazeLayout:
     free_cells: np.ndarray = field(repr=False)
     #: distance[k] is the (rows, cols) grid of step counts from free cell k (inf for walls/unreachable).
     distance: np.ndarray = field(repr=False)
+    #: index_grid[row, col] is the free cell's index in ``free_cells`` (-1 for walls).
+    index_grid: np.ndarray = field(repr=False)
+    #: next_cells[k, row, col] is the neighbour (row, col) one BFS step closer to free cell k.
+    next_cells: np.ndarray = field(repr=False)
 
     @classmethod
     def parse(cls, rows: Sequence[str], cell_size: float, where: str = "layout") -> MazeLayout:
@@ -63,7 +67,10 @@ class MazeLayout:
         walls = grid == WALL
         free = np.argwhere(~walls)
         distance = np.stack([_bfs(walls, (int(r), int(c))) for r, c in free])
-        return cls(walls, marks[START], marks[GOAL], float(cell_size), free, distance)
+        index_grid = np.full(walls.shape, -1, dtype=np.int64)
+        index_grid[free[:, 0], free[:, 1]] = np.arange(len(free))
+        return cls(walls, marks[START], marks[GOAL], float(cell_size), free, distance, index_grid,
+                   _descent(distance))
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -83,27 +90,17 @@ class MazeLayout:
         xy = np.asarray(xy, dtype=np.float64)
         col = np.floor(xy[..., 0] / self.cell_size + cols / 2).astype(np.int64)
         row = np.floor(rows / 2 - xy[..., 1] / self.cell_size).astype(np.int64)
-        return np.stack([np.clip(row, 0, rows - 1), np.clip(col, 0, cols - 1)], axis=-1)
+        return np.stack([np.minimum(np.maximum(row, 0), rows - 1), np.minimum(np.maximum(col, 0), cols - 1)], axis=-1)
 
-    def cell_index(self, cell: tuple[int, int]) -> int:
-        """Index of a free cell in ``free_cells``."""
-        return int(np.flatnonzero((self.free_cells == cell).all(axis=1))[0])
+    def index_of(self, cells: np.ndarray) -> np.ndarray:
+        """Index in ``free_cells`` of each free cell; ``cells`` (..., 2) as (row, col)."""
+        cells = np.asarray(cells)
+        return self.index_grid[cells[..., 0], cells[..., 1]]
 
     def next_cell(self, cells: np.ndarray, goal_index: np.ndarray) -> np.ndarray:
         """For each cell, the neighbour one step closer to the goal (the goal cell maps to itself)."""
         cells = np.asarray(cells)
-        goal_index = np.broadcast_to(goal_index, cells.shape[:-1])
-        best = cells.copy()
-        best_d = self.distance[goal_index, cells[..., 0], cells[..., 1]]
-        for dr, dc in MOVES:
-            nb = cells + np.array([dr, dc])
-            nb[..., 0] = np.clip(nb[..., 0], 0, self.shape[0] - 1)
-            nb[..., 1] = np.clip(nb[..., 1], 0, self.shape[1] - 1)
-            d = self.distance[goal_index, nb[..., 0], nb[..., 1]]
-            better = d < best_d
-            best[better] = nb[better]
-            best_d = np.where(better, d, best_d)
-        return best
+        return self.next_cells[goal_index, cells[..., 0], cells[..., 1]]
 
     def geodesic(self, xy: np.ndarray, goal_index: int) -> np.ndarray:
         """Path length (m) from positions ``xy`` (..., 2) to the centre of free cell ``goal_index``.
@@ -129,6 +126,21 @@ def _bfs(walls: np.ndarray, source: tuple[int, int]) -> np.ndarray:
                 dist[nr, nc] = dist[r, c] + 1
                 queue.append((nr, nc))
     return dist
+
+
+def _descent(distance: np.ndarray) -> np.ndarray:
+    """For every goal k and cell, the 4-neighbour with the smallest BFS distance to k (or the cell itself)."""
+    k, rows, cols = distance.shape
+    padded = np.pad(distance, ((0, 0), (1, 1), (1, 1)), constant_values=np.inf)
+    grid = np.stack(np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij"), axis=-1)
+    best = np.broadcast_to(grid, (k, rows, cols, 2)).copy()
+    best_d = distance.copy()
+    for dr, dc in MOVES:
+        d = padded[:, 1 + dr:1 + dr + rows, 1 + dc:1 + dc + cols]
+        better = d < best_d
+        best[better] = (grid + np.array([dr, dc]))[np.broadcast_to(better, (k, rows, cols)).nonzero()[1:]]
+        best_d = np.where(better, d, best_d)
+    return best
 
 
 @cache
@@ -158,7 +170,7 @@ class PointMazeEnv(MujocoTaskEnv):
         self._q = slice(int(m.joint("ball_x").qposadr[0]), int(m.joint("ball_y").qposadr[0]) + 1)
         self._dq = slice(int(m.joint("ball_x").dofadr[0]), int(m.joint("ball_y").dofadr[0]) + 1)
         self._ctrl = slice(int(m.actuator("force_x").id), int(m.actuator("force_y").id) + 1)
-        self.data.mocap_pos[int(m.body("goal").mocapid[0]), :2] = self.goal_xy
+        self._goal_mocap = int(m.body("goal").mocapid[0])
 
     def _edit_model(self, mj_spec: mujoco.MjSpec) -> None:
         size = self.layout.cell_size
@@ -177,7 +189,7 @@ class PointMazeEnv(MujocoTaskEnv):
     def _reset_task(self) -> None:
         start = self.layout.center(np.array(self.layout.start))
         self.data.qpos[self._q] = start + self.np_random.uniform(-self.start_noise, self.start_noise, size=2)
-        self.data.mocap_pos[int(self.model.body("goal").mocapid[0]), :2] = self.goal_xy
+        self.data.mocap_pos[self._goal_mocap, :2] = self.goal_xy
 
     def _apply_action(self, action: np.ndarray) -> None:
         self.data.ctrl[self._ctrl] = action
