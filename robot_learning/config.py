@@ -18,6 +18,8 @@ from typing import Any, TypeVar
 
 from omegaconf import DictConfig, OmegaConf
 
+from robot_learning.spec import TaskSpec, available_tasks
+
 #: The Hydra config directory (config groups: task, algo, dynamics, ...; one primary YAML per verb).
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
@@ -63,6 +65,17 @@ def compose(config_name: str, overrides: Sequence[str] = ()) -> DictConfig:
             ("full_key:", "object_type=", "reference_type=", "Config search path", "provider="))]
         raise ConfigError(f"configs/{config_name}.yaml with overrides {list(overrides)}: "
                           f"{' '.join(lines) or type(e).__name__}") from None
+
+
+def task_from_config(node: Any, key: str = "task") -> TaskSpec:
+    """The TaskSpec a verb was given: the composed ``task=<name>`` group (configs/task/<name>.yaml).
+
+    Every verb selects its task through the Hydra group, so ``cfg.task`` holds the YAML's content.
+    """
+    data = to_plain(node)
+    if not isinstance(data, Mapping) or not data:
+        raise ConfigError(f"{key}: expected task=<name> (one of {available_tasks()}), found {data!r}")
+    return TaskSpec.from_dict(data, source=f"configs/task/{data.get('name', '?')}.yaml")
 
 
 def to_plain(node: Any) -> Any:

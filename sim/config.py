@@ -1,6 +1,6 @@
 """Where the simulator's data configs live and how they are read: one error style for all of them.
 
-Dynamics presets (``configs/dynamics/*.yaml``) and dataset tiers (``configs/tier/*.yaml``) are data;
+Dynamics presets (``configs/sim/dynamics/*.yaml``) and dataset tiers (``configs/sim/tier/*.yaml``) are data;
 this module finds them by name and turns a malformed file or an unknown name into one
 :class:`~robot_learning.spec.SpecError` naming the file, the field, what was expected and what was found.
 """
@@ -14,7 +14,7 @@ import yaml
 
 from robot_learning.spec import SpecError
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "sim"
 
 
 def config_error(where: str, field: str, expected: str, found: Any) -> SpecError:
@@ -23,15 +23,15 @@ def config_error(where: str, field: str, expected: str, found: Any) -> SpecError
 
 
 def available(group: str) -> list[str]:
-    """Names of the YAML files in ``configs/<group>``."""
+    """Names of the YAML files in ``configs/sim/<group>``."""
     return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
 
 
 def load_named(group: str, name: str, field: str) -> tuple[dict[str, Any], str]:
-    """Read ``configs/<group>/<name>.yaml`` as a mapping; returns (data, file path for messages)."""
+    """Read ``configs/sim/<group>/<name>.yaml`` as a mapping; returns (data, file path for messages)."""
     path = CONFIG_DIR / group / f"{name}.yaml"
     if not path.exists():
-        raise config_error(f"configs/{group}", field, f"one of {available(group)}", name)
+        raise config_error(f"configs/sim/{group}", field, f"one of {available(group)}", name)
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:

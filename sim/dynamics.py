@@ -1,7 +1,7 @@
 """Dynamics-gap variants: scale a compiled MjModel's masses, friction, gravity and actuator strength.
 
 H2O (and any sim-to-real study) needs a simulator that is *wrong in known ways*: train in a gap
-variant, evaluate in nominal dynamics. Presets are data in ``configs/dynamics/<name>.yaml``; a
+variant, evaluate in nominal dynamics. Presets are data in ``configs/sim/dynamics/<name>.yaml``; a
 mapping with the same keys can be passed directly. Scaling is applied once, to a freshly compiled
 model, so it never compounds.
 """
@@ -74,5 +74,5 @@ def resolve_dynamics(dynamics: Dynamics | Mapping[str, Any] | str | None) -> Dyn
 
 
 def available_dynamics() -> list[str]:
-    """Names of the presets in ``configs/dynamics``."""
+    """Names of the presets in ``configs/sim/dynamics``."""
     return available("dynamics")

@@ -23,7 +23,7 @@ def make_env(task: str | TaskSpec, *, dynamics: Dynamics | Mapping[str, Any] | s
              obs_keys: Sequence[str] | None = None, seed: int | None = None, **kwargs: Any) -> gym.Env:
     """A gymnasium env for ``task`` (name, YAML path or TaskSpec), time-limited to its episode length.
 
-    ``dynamics`` is a preset name (``configs/dynamics``) or a mapping of scales; ``obs_keys`` limits
+    ``dynamics`` is a preset name (``configs/sim/dynamics``) or a mapping of scales; ``obs_keys`` limits
     the observation dict to those keys; ``seed`` seeds the env's random stream (through a first
     ``reset``); ``kwargs`` override the task YAML's ``env.kwargs`` (e.g. ``reward="dense"``).
     """

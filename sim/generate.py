@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from robot_learning.config import task_from_config
 from robot_learning.data.store import EpisodeStore
 from robot_learning.spec import TaskSpec
 from sim.config import config_error
@@ -73,6 +74,6 @@ def run(cfg: Mapping[str, Any]) -> None:
     for key in ("task", "tier", "episodes", "seed", "out"):
         if cfg.get(key) in (None, "", "???"):
             raise config_error("dataset generate", key, "a value (e.g. key=value on the command line)", cfg.get(key))
-    store = generate_dataset(str(cfg["task"]), str(cfg["tier"]), int(cfg["episodes"]), int(cfg["seed"]), cfg["out"],
+    store = generate_dataset(task_from_config(cfg["task"]), str(cfg["tier"]), int(cfg["episodes"]), int(cfg["seed"]), cfg["out"],
                              dynamics=cfg.get("dynamics"), overwrite=bool(cfg.get("overwrite", False)))
     print(store)

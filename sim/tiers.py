@@ -1,6 +1,6 @@
 """Dataset quality tiers and the behaviour policies that realise them.
 
-A tier (``configs/tier/<name>.yaml``) says how episodes are produced: which controller (the expert,
+A tier (``configs/sim/tier/<name>.yaml``) says how episodes are produced: which controller (the expert,
 the weaker ``medium`` checkpoint where a task has one, or uniform random actions), how much Gaussian
 action noise, how often a uniformly random action replaces the controller's (epsilon), and how
 often an episode *wanders*: the expert heads to random goals instead of the task's (D4RL's
@@ -42,7 +42,7 @@ class Tier:
 
 
 def load_tier(name: str, family: str) -> Tier:
-    """Tier ``name`` from ``configs/tier``, specialised for task ``family``; errors name file and field."""
+    """Tier ``name`` from ``configs/sim/tier``, specialised for task ``family``; errors name file and field."""
     data, path = load_named("tier", name, "tier")
     overrides = data.pop("overrides", None) or {}
     if not isinstance(overrides, Mapping):
