@@ -6,12 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from omegaconf import OmegaConf
 
 import sim
-from robot_learning.data.store import EpisodeStore, StoreError
+from robot_learning.data.store import EpisodeStore
 from robot_learning.spec import SpecError
-from sim.generate import run
+from robot_learning.cli import main
 
 
 def _contents(store: EpisodeStore) -> dict[str, np.ndarray]:
@@ -60,15 +59,12 @@ def test_locomotion_store_has_env_reward_and_falls_are_terminal(tmp_path: Path) 
 
 
 def test_cli_run_and_errors(tmp_path: Path) -> None:
-    cfg = OmegaConf.load(Path(__file__).resolve().parents[2] / "configs" / "dataset_generate.yaml")
-    cfg.merge_with({"task": "point_maze_umaze", "tier": "expert", "episodes": 1, "seed": 0,
-                    "out": str(tmp_path / "cli.zarr")})
-    run(cfg)
+    args = ["dataset", "generate", "task=point_maze_umaze", "tier=expert", "episodes=1", "seed=0",
+            f"out={tmp_path / 'cli.zarr'}"]
+    assert main(args) == 0
     assert EpisodeStore.open(tmp_path / "cli.zarr").n_episodes == 1
-    with pytest.raises(StoreError, match="overwrite"):
-        run(cfg)
-    cfg.overwrite = True
-    run(cfg)
+    assert main(args) == 1  # the store exists: refused without overwrite=true
+    assert main([*args, "overwrite=true"]) == 0
     with pytest.raises(SpecError, match="no_such_task"):
         sim.generate_dataset("no_such_task", "expert", 1, 0, tmp_path / "x.zarr")
     with pytest.raises(SpecError, match="field 'tier'"):
