@@ -1,0 +1,1 @@
+"""Experiments that measure the reward stack end to end (each a runnable module)."""
