@@ -31,8 +31,12 @@ test: setup
 demo: setup
 	$(VENV)/bin/robot-learning demo
 
+# Speed benchmarks (JSON + Markdown under benchmarks/results/); run on a quiet machine.
 bench: setup
 	$(PY) benchmarks/store.py
+	$(PY) benchmarks/train_speed.py
+	$(PY) benchmarks/inference.py
+	$(PY) benchmarks/recorder.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

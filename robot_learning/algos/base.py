@@ -20,7 +20,7 @@ networks, optimisers, observation normaliser and action scaling, so the runtime 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -68,7 +68,9 @@ class Algorithm(nn.Module, ABC):
     Config: ClassVar[type[AlgoConfig]]
     #: True for learners whose online phase collects on-policy rollouts (PPO, Uni-O4).
     on_policy: ClassVar[bool] = False
-    #: What ``update`` consumes: "transition" (data.tensors.Batch) or "rollout" (on-policy rollout batches).
+    #: What ``update`` consumes offline: "transition" (data.tensors.Batch) or "rollout" (on-policy rollout
+    #: batches only: no offline phase, PPO). An on-policy learner with "transition" (Uni-O4) takes transitions
+    #: offline and rollouts online.
     batch_kind: ClassVar[str] = "transition"
     #: True when the learner can take camera observations (an image encoder in its networks).
     supports_images: ClassVar[bool] = True
@@ -95,6 +97,35 @@ class Algorithm(nn.Module, ABC):
     def transform_reward(self, reward: torch.Tensor) -> torch.Tensor:
         """The algorithm's reward transform, applied identically to offline and online rewards."""
         return reward
+
+    def compute_mc_returns(self, data: TransitionData) -> torch.Tensor:
+        """Discounted return-to-go of every row of ``data`` (rewards already transformed), for learners
+        that bound values with Monte-Carlo returns (Cal-QL); the runtime also calls it on finished online
+        episodes when the offline data carries MC returns."""
+        return data.compute_mc_returns(self.config.gamma)
+
+    def check_finite(self) -> None:
+        """Raise if a loss or gradient went non-finite; the runtime calls it whenever it reads metrics."""
+
+    def begin_phase(self, phase: str) -> None:
+        """Called by the runtime when its ``offline`` or ``online`` phase starts (or resumes); no-op by default."""
+
+    def offline_length(self) -> int | None:
+        """Offline updates of the learner's own schedule (Uni-O4's stages), or None: ``train.offline_steps`` decides.
+
+        When set, a run's ``train.offline_steps`` must be 0 or exactly this number (checked before any work).
+        """
+        return None
+
+    def online_candidates(self) -> list[nn.Module]:
+        """Deterministic policies (raw obs dict -> task-unit actions) the runtime scores in the environment right
+        before the online phase starts, for a learner whose hand-off picks one by online return (Uni-O4's
+        official hand-off); empty (the default): nothing to score."""
+        return []
+
+    def choose_online_candidate(self, returns: Sequence[float]) -> None:
+        """Receives the mean evaluation return of each policy of :meth:`online_candidates`, in order."""
+        raise NotImplementedError(f"{self.name} offers no online candidates")
 
     @abstractmethod
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
