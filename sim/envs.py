@@ -20,16 +20,20 @@ from sim.registry import env_kwargs, load_spec, register_all
 
 
 def make_env(task: str | TaskSpec, *, dynamics: Dynamics | Mapping[str, Any] | str | None = None,
-             obs_keys: Sequence[str] | None = None, seed: int | None = None, **kwargs: Any) -> gym.Env:
+             obs_keys: Sequence[str] | None = None, seed: int | None = None, max_episode_steps: int | None = None,
+             **kwargs: Any) -> gym.Env:
     """A gymnasium env for ``task`` (name, YAML path or TaskSpec), time-limited to its episode length.
 
     ``dynamics`` is a preset name (``configs/sim/dynamics``) or a mapping of scales; ``obs_keys`` limits
     the observation dict to those keys; ``seed`` seeds the env's random stream (through a first
-    ``reset``); ``kwargs`` override the task YAML's ``env.kwargs`` (e.g. ``reward="dense"``).
+    ``reset``); ``max_episode_steps`` replaces the task's time limit (reset-free training chains many
+    attempts in one episode and ends them itself); ``kwargs`` override the task YAML's ``env.kwargs``
+    (e.g. ``reward="dense"``).
     """
     register_all()
     spec = load_spec(task)
-    env = gym.make(spec.env["id"], max_episode_steps=spec.max_episode_steps, task_spec=spec, dynamics=dynamics,
+    limit = spec.max_episode_steps if max_episode_steps is None else max_episode_steps
+    env = gym.make(spec.env["id"], max_episode_steps=limit, task_spec=spec, dynamics=dynamics,
                    obs_keys=obs_keys, **{**env_kwargs(spec), **kwargs})
     if seed is not None:
         env.reset(seed=seed)
@@ -39,7 +43,7 @@ def make_env(task: str | TaskSpec, *, dynamics: Dynamics | Mapping[str, Any] | s
 
 def make_vector_env(task: str | TaskSpec, num_envs: int, *, dynamics: Dynamics | Mapping[str, Any] | str | None = None,
                     obs_keys: Sequence[str] | None = None, seed: int = 0, asynchronous: bool = False,
-                    **kwargs: Any) -> gym.vector.VectorEnv:
+                    max_episode_steps: int | None = None, **kwargs: Any) -> gym.vector.VectorEnv:
     """``num_envs`` copies of ``make_env(task, ...)`` (env ``i`` seeded ``seed + i``), autoresetting.
 
     ``asynchronous`` runs each copy in its own process (worth it when a step is expensive, e.g. with
@@ -49,6 +53,7 @@ def make_vector_env(task: str | TaskSpec, num_envs: int, *, dynamics: Dynamics |
     if num_envs < 1:
         raise ValueError(f"num_envs: expected a positive integer, found {num_envs}")
     spec = load_spec(task)
-    fns = [partial(make_env, spec, dynamics=dynamics, obs_keys=obs_keys, seed=seed + i, **kwargs)
+    fns = [partial(make_env, spec, dynamics=dynamics, obs_keys=obs_keys, seed=seed + i,
+                   max_episode_steps=max_episode_steps, **kwargs)
            for i in range(num_envs)]
     return gym.vector.AsyncVectorEnv(fns, context="spawn") if asynchronous else gym.vector.SyncVectorEnv(fns)

@@ -32,7 +32,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import zarr
@@ -40,6 +40,9 @@ from zarr.codecs import BloscCodec
 
 from robot_learning.data import stats as st
 from robot_learning.spec import SpecError, TaskSpec
+
+if TYPE_CHECKING:  # the writer module imports this one
+    from robot_learning.data.writer import EpisodeWriter
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,9 @@ from robot_learning.data.store import EpisodeStore, StoreError
 class Batch:
     """A batch of transitions (s, a, r, s', done); ``done`` is 1.0 on true terminals only.
 
-    ``mc_return`` (discounted return-to-go, Cal-QL) and ``weight`` (per-sample importance) are optional.
+    ``mc_return`` (discounted return-to-go, Cal-QL), ``weight`` (per-sample importance) and ``online`` (bool per
+    row: True where the row comes from the online buffer, False for offline data; set by the runtime's
+    MixedSampler, read by learners that treat the two sources differently, e.g. H2O's real/sim rows) are optional.
     """
 
     obs: dict[str, torch.Tensor]
@@ -31,6 +33,7 @@ class Batch:
     done: torch.Tensor
     mc_return: torch.Tensor | None = None
     weight: torch.Tensor | None = None
+    online: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.action.shape[0])

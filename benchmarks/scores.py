@@ -1,0 +1,308 @@
+"""Learner scores: the offline score and the score after a fixed online budget, per algorithm x task x seed.
+
+    python benchmarks/scores.py --quick      # minutes on a 2-core CPU: arm_reach, small networks, one seed
+    python benchmarks/scores.py              # full profile for a workstation: paper-sized networks, 3 seeds
+    python benchmarks/scores.py --quick --algos iql,calql --seeds 0,1
+
+Each task's dataset is generated once (``sim.generate_dataset`` at the profile's tier) and cached under
+results/tmp/scores/data; each (algorithm, task, seed) is one run of the training runtime (offline phase on
+the dataset, then the online phase in simulation; on-policy learners only have the online phase) in
+results/tmp/scores/runs/<profile>/. A finished run is reused and an interrupted one resumed, so a long full
+profile can be stopped and restarted. Scores are normalised (``TaskSpec.normalized_score``: 100 = the
+task's expert reference), the deterministic policy's last evaluation of each phase ("last", not "best":
+CORL reports both and warns they differ).
+
+Results: results/scores.json and results/scores.md (mean +- std over seeds) and results/curves/<task>.png
+(learning curves: mean over seeds, offline then online, one line per algorithm).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from common import RESULTS_DIR, markdown_table, write_results  # benchmarks/common.py
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+WORK_DIR = RESULTS_DIR / "tmp" / "scores"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """The generated dataset of a task: quality tier and number of episodes."""
+
+    tier: str
+    episodes: int
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What a benchmark run covers and how long each phase lasts."""
+
+    tasks: dict[str, Dataset]
+    algos: tuple[str, ...]
+    seeds: tuple[int, ...]
+    offline_steps: int
+    online_steps: int
+    eval_every: int
+    eval_episodes: int
+    # Per algorithm, overrides applied on top of the family's (e.g. smaller networks for the quick profile).
+    algo_overrides: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+#: Per (algorithm, task family): the reward transform and hyper-parameters of the official sparse-goal
+#: (AntMaze) or locomotion settings (algorithms.md sections 1.2, 2.2, 13); arm observations (positions of a
+#: few centimetres matter) are normalised with the dataset statistics (CORL's state normalisation).
+ARM = ("algo.normalize_obs=true",)
+#: Uni-O4's AntMaze settings (configs/algo/unio4_sparse.yaml) for the sparse-reward families.
+UNIO4_SPARSE = ("algo.expectile=0.9", "algo.q_hidden=[256,256,256]", "algo.value_hidden=[256,256,256]",
+                "algo.reward_scale=10.0", "algo.reward_bias=-5.0", "algo.bppo_lr=3e-5", "algo.ope_rollout_steps=200")
+FAMILY_OVERRIDES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("iql", "maze"): ("algo.expectile=0.9", "algo.temperature=10.0", "algo.reward_bias=-1.0"),
+    ("iql", "arm"): (*ARM, "algo.reward_bias=-1.0"),
+    ("iql", "locomotion"): ("algo.reward_normalize_returns_to=1000.0",),
+    ("calql", "maze"): ("algo.reward_scale=10.0", "algo.reward_bias=-5.0", "algo.sparse_failure_reward=0.0",
+                        "algo.lagrange=true", "algo.target_action_gap=0.8"),
+    ("calql", "arm"): (*ARM, "algo.reward_scale=10.0", "algo.reward_bias=-5.0", "algo.sparse_failure_reward=0.0"),
+    # Learners without a sparse-goal recipe train on the dense arm reward (scaled so centimetre-sized
+    # rewards register against AWAC's lambda and SAC's entropy bonus); every run is scored on success.
+    ("td3_bc", "arm"): ("dataset.reward=dense",),
+    ("awac", "arm"): ("dataset.reward=dense", "algo.reward_scale=10.0"),
+    ("sac_n", "arm"): (*ARM, "dataset.reward=dense", "algo.reward_scale=100.0"),
+    ("ppo", "arm"): ("dataset.reward=dense",),
+    ("unio4", "maze"): UNIO4_SPARSE,
+    ("unio4", "arm"): UNIO4_SPARSE,
+}
+
+#: Per algorithm, run-level settings of its official online protocol (algorithms.md section 11).
+PROTOCOL_OVERRIDES: dict[str, tuple[str, ...]] = {
+    # BattleWen/RO2O ro2o_ft_mujoco.py: a new 250k FIFO (online.buffer auto -> fresh), training after 2.5k steps.
+    "ro2o": ("online.capacity=250000", "online.warmup_steps=2500"),
+}
+
+#: Uni-O4's offline phase is its schedule of stages (train.offline_steps must equal their sum). A profile's
+#: offline budget is split in the official order with these shares (officially ~76/8/15/0.4 %: BPPO gets 5 %
+#: here so that a shortened run still passes the OPE gate ten times, every bppo_steps / 10 updates).
+UNIO4_SHARES = {"critic_steps": 0.6, "dynamics_steps": 0.15, "bc_steps": 0.2, "bppo_steps": 0.05}
+
+SMALL = {
+    "iql": ("algo.hidden=[64,64]",),
+    "awac": ("algo.hidden=[64,64]",),
+    "td3_bc": ("algo.hidden=[64,64]",),
+    "sac_n": ("algo.hidden=[64,64]", "algo.num_critics=5"),
+    "calql": ("algo.policy_hidden=[64,64]", "algo.qf_hidden=[64,64]"),
+    "cql": ("algo.policy_hidden=[64,64]", "algo.qf_hidden=[64,64]"),
+    "ppo": ("algo.num_minibatches=8", "online.rollout_steps=512", "online.num_envs=2"),
+    "unio4": ("algo.q_hidden=[64,64]", "algo.value_hidden=[64,64]", "algo.hidden=[64,64]",
+              "algo.dynamics_hidden=[64,64]", "algo.dynamics_weight_decay=[2.5e-5,5e-5,1e-4]",
+              "algo.ope_rollout_steps=50",
+              "algo.num_minibatches=8", "online.rollout_steps=512", "online.num_envs=2"),
+    "ro2o": ("algo.hidden=[64,64]", "algo.num_critics=5", "algo.num_perturbations=10"),
+}
+
+PROFILES = {
+    "quick": Profile(
+        tasks={"arm_reach": Dataset("mixed", 100)},
+        algos=("iql", "calql", "td3_bc", "awac", "sac_n", "ppo", "unio4", "ro2o"), seeds=(0,),
+        offline_steps=3000, online_steps=3000, eval_every=1000, eval_episodes=20, algo_overrides=SMALL),
+    "full": Profile(
+        tasks={"point_maze_umaze": Dataset("noisy", 1000), "point_maze_medium": Dataset("noisy", 1000),
+               "point_maze_large": Dataset("noisy", 1000), "arm_reach": Dataset("medium", 1000),
+               "hopper": Dataset("medium", 1000), "halfcheetah": Dataset("medium", 1000),
+               "walker2d": Dataset("medium", 1000)},
+        algos=("iql", "calql", "td3_bc", "awac", "sac_n", "ppo", "unio4", "ro2o"), seeds=(0, 1, 2),
+        offline_steps=1_000_000, online_steps=250_000, eval_every=10_000, eval_episodes=10),
+}
+
+
+def task_family(task: str) -> str:
+    from sim.registry import load_spec, task_kind
+
+    return task_kind(load_spec(task)).family
+
+
+def dataset_path(task: str, ds: Dataset) -> Path:
+    """The cached dataset of ``task`` (generated on first use, seed 0).
+
+    Generated by the CLI in a subprocess: camera images need a GL context, and importing torch's compiler
+    stack (triton, on the first Adam) in a process that has rendered crashes it (LLVM clash with Mesa).
+    """
+    path = WORK_DIR / "data" / f"{task}_{ds.tier}_{ds.episodes}.zarr"
+    if not (path / "zarr.json").exists():
+        subprocess.run([sys.executable, "-m", "robot_learning.cli", "dataset", "generate", f"task={task}",
+                        f"tier={ds.tier}", f"episodes={ds.episodes}", "seed=0", f"out={path}", "overwrite=true"],
+                       check=True)
+    return path
+
+
+def schedule_overrides(algo: str, offline_steps: int) -> tuple[str, ...]:
+    """Stage lengths that make a multi-stage learner's offline schedule ``offline_steps`` long (Uni-O4)."""
+    if algo != "unio4" or offline_steps == 0:
+        return ()
+    steps = {k: int(offline_steps * share) for k, share in UNIO4_SHARES.items()}
+    steps["critic_steps"] += offline_steps - sum(steps.values())
+    return (*(f"algo.{k}={v}" for k, v in steps.items()), f"algo.eval_step={max(1, steps['bppo_steps'] // 10)}")
+
+
+def run_overrides(profile: Profile, algo: str, task: str, seed: int, data: Path) -> list[str]:
+    from robot_learning.algos.base import ALGORITHMS
+
+    offline_steps = 0 if ALGORITHMS[algo].batch_kind == "rollout" else profile.offline_steps
+    return [f"algo={algo}", f"task={task}", f"dataset={data}", f"seed={seed}",
+            f"train.offline_steps={offline_steps}", *schedule_overrides(algo, offline_steps),
+            *PROTOCOL_OVERRIDES.get(algo, ()),
+            f"train.online_steps={profile.online_steps}", f"train.eval_every={profile.eval_every}",
+            f"train.checkpoint_every={max(profile.offline_steps, profile.online_steps)}",
+            f"eval.episodes={profile.eval_episodes}", "eval.frames=0", "train.progress=false",
+            *FAMILY_OVERRIDES.get((algo, task_family(task)), ()), *profile.algo_overrides.get(algo, ())]
+
+
+def run_one(profile: Profile, algo: str, task: str, seed: int, data: Path, profile_name: str) -> dict[str, Any]:
+    """The summary of one run: reused when finished, resumed when interrupted, else started.
+
+    The run directory is named after a hash of the run's overrides, so changed settings never reuse old runs.
+    """
+    from robot_learning.train.run import Run
+
+    overrides = run_overrides(profile, algo, task, seed, data)
+    tag = hashlib.sha1(" ".join(overrides).encode()).hexdigest()[:8]
+    run_dir = WORK_DIR / "runs" / profile_name / f"{algo}_{task}_s{seed}_{tag}"
+    summary_file = run_dir / "summary.json"
+    if summary_file.is_file() and json.loads(summary_file.read_text())["status"] == "done":
+        return json.loads(summary_file.read_text())
+    if (run_dir / "checkpoints").is_dir():
+        return Run.from_command_line("train", [f"run_dir={run_dir}", "resume=true"]).execute()
+    return Run.from_command_line("train", [*overrides, f"run_dir={run_dir}"]).execute()
+
+
+def score(evaluation: dict[str, Any] | None) -> float | None:
+    """Normalised score of an evaluation (its mean return when the task has no reference returns)."""
+    if evaluation is None:
+        return None
+    return evaluation.get("normalized_score", evaluation["return_mean"])
+
+
+def early_drop(summary: dict[str, Any], fraction: float = 0.1) -> float | None:
+    """Offline score minus the worst online evaluation in the first ``fraction`` of the online budget (> 0: a dip)."""
+    offline = summary["phases"].get("offline", {}).get("final_eval")
+    horizon = fraction * summary["planned"]["online_steps"]
+    early = [score(e) for e in summary["evals"] if e["phase"] == "online" and e["step"] <= horizon]
+    if offline is None or not early:
+        return None
+    return score(offline) - min(early)
+
+
+def row_of(algo: str, task: str, seed: int, summary: dict[str, Any]) -> dict[str, Any]:
+    phases = summary["phases"]
+    offline = phases.get("offline", {}).get("final_eval")
+    online = phases.get("online", {}).get("final_eval")
+    return {"algo": algo, "task": task, "seed": seed, "offline_score": score(offline), "online_score": score(online),
+            "early_drop": early_drop(summary),
+            "offline_success": None if offline is None else offline["success_rate"],
+            "online_success": None if online is None else online["success_rate"],
+            "wall_time_s": summary["wall_time_s"], "evals": summary["evals"]}
+
+
+def mean_std(values: Sequence[float | None]) -> str:
+    vals = [v for v in values if v is not None]
+    if not vals:
+        return "-"
+    return f"{np.mean(vals):.1f} ± {np.std(vals):.1f}" if len(vals) > 1 else f"{vals[0]:.1f}"
+
+
+def aggregate(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One line per (algorithm, task): offline and online score, mean +- std over seeds."""
+    out = []
+    for algo, task in dict.fromkeys((r["algo"], r["task"]) for r in rows):
+        mine = [r for r in rows if r["algo"] == algo and r["task"] == task]
+        out.append({"algo": algo, "task": task, "seeds": len(mine),
+                    "offline": mean_std([r["offline_score"] for r in mine]),
+                    "online": mean_std([r["online_score"] for r in mine]),
+                    "drop (first 10%)": mean_std([r["early_drop"] for r in mine]),
+                    "wall time (s)": float(np.mean([r["wall_time_s"] for r in mine]))})
+    return out
+
+
+def plot_curves(rows: Sequence[dict[str, Any]], offline_steps: int, out_dir: Path) -> list[Path]:
+    """One PNG per task: normalised score against training steps (offline updates, then online env steps)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for task in dict.fromkeys(r["task"] for r in rows):
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for algo in dict.fromkeys(r["algo"] for r in rows if r["task"] == task):
+            curves: dict[int, list[float]] = {}
+            for r in (r for r in rows if r["task"] == task and r["algo"] == algo):
+                for e in r["evals"]:
+                    x = e["step"] + (offline_steps if e["phase"] == "online" else 0)
+                    curves.setdefault(x, []).append(score(e))
+            xs = sorted(curves)
+            mean = np.array([np.mean(curves[x]) for x in xs])
+            std = np.array([np.std(curves[x]) for x in xs])
+            ax.plot(xs, mean, marker="o", markersize=3, label=algo)
+            ax.fill_between(xs, mean - std, mean + std, alpha=0.2)
+        ax.axvline(offline_steps, color="gray", linestyle="--", linewidth=1)
+        ax.set(title=f"{task}: offline updates | online env steps", xlabel="step", ylabel="normalised score")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        path = out_dir / f"{task}.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="the minutes-on-a-CPU profile")
+    parser.add_argument("--algos", help="comma-separated subset of the profile's algorithms")
+    parser.add_argument("--tasks", help="comma-separated subset of the profile's tasks")
+    parser.add_argument("--seeds", help="comma-separated seeds (default: the profile's)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    name = "quick" if args.quick else "full"
+    profile = PROFILES[name]
+    algos = args.algos.split(",") if args.algos else list(profile.algos)
+    tasks = args.tasks.split(",") if args.tasks else list(profile.tasks)
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else list(profile.seeds)
+    unknown = [t for t in tasks if t not in profile.tasks]
+    if unknown:
+        parser.error(f"--tasks: expected some of {list(profile.tasks)}, found {unknown}")
+    rows = []
+    for task in tasks:
+        data = dataset_path(task, profile.tasks[task])
+        for algo in algos:
+            for seed in seeds:
+                summary = run_one(profile, algo, task, seed, data, name)
+                rows.append(row_of(algo, task, seed, summary))
+                print(f"{algo} {task} seed {seed}: offline {rows[-1]['offline_score']}, "
+                      f"online {rows[-1]['online_score']} ({summary['wall_time_s']:.0f} s)", flush=True)
+    curves = plot_curves(rows, profile.offline_steps, RESULTS_DIR / "curves")
+    table = markdown_table(aggregate(rows), ["algo", "task", "seeds", "offline", "online", "drop (first 10%)",
+                                             "wall time (s)"])
+    setup = (f"profile `{name}`: {profile.offline_steps} offline updates, then {profile.online_steps} online env "
+             f"steps; {profile.eval_episodes} evaluation episodes every {profile.eval_every} steps; datasets "
+             + ", ".join(f"{t} {profile.tasks[t].tier} x{profile.tasks[t].episodes}" for t in tasks))
+    write_results("scores", {"profile": name, "setup": setup, "runs": rows, "aggregate": aggregate(rows)},
+                  [("Setup", setup), ("Normalised score (last evaluation), offline -> after the online budget", table),
+                   ("Learning curves", "\n".join(f"![{p.stem}](curves/{p.name})" for p in curves))])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,231 @@
+"""Gradient updates per second of the off-policy learners, side by side with d3rlpy 2.8.1.
+
+Shapes of shared/reference/measurements.md: batch 256, 256x256 networks, obs 17, act 6, 1M synthetic
+transitions resident in memory, 1 and 2 threads. Two modes per learner: "loop" samples every batch from the
+1M transitions (ours: TransitionData index arithmetic; d3rlpy: its own sampler, what ``fit`` does each step)
+and "update" reuses one batch (the gradient step alone). d3rlpy pins gymnasium 1.0.0, so it runs in its own
+virtualenv (benchmarks/.venvs/d3rlpy, created on first use from the machine's package index) as a worker
+process (benchmarks/d3rlpy_worker.py); rounds of ours and d3rlpy's alternate (common.interleaved) so machine
+noise hits both. SAC is the SAC-N code with N=2; its cost ratio against N=10 is reported too.
+
+    python benchmarks/train_speed.py            # 5 rounds, eager and torch.compile, ~15 min
+    python benchmarks/train_speed.py --quick    # 2 rounds, eager only, ~3 min
+
+Writes benchmarks/results/train_speed.json and .md (train_speed_quick.* with --quick).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+import common
+from robot_learning.algos.base import Algorithm, make_algorithm
+from robot_learning.data.tensors import TransitionData
+from robot_learning.spec import TaskSpec
+
+log = logging.getLogger("train_speed")
+
+HERE = Path(__file__).resolve().parent
+VENV = HERE / ".venvs" / "d3rlpy"
+D3RLPY_REQUIREMENTS = ["torch==2.14.1", "d3rlpy==2.8.1"]
+OBS_DIM, ACT_DIM, EPISODE_LEN, BATCH = 17, 6, 1000, 256
+
+#: case -> (our registry name, config overrides for 256x256 networks, d3rlpy counterpart, updates per round)
+CASES: dict[str, tuple[str, dict, str, int]] = {
+    "iql": ("iql", {}, "iql", 100),
+    "td3_bc": ("td3_bc", {}, "td3_bc", 100),
+    "calql": ("calql", {}, "calql", 15),
+    "sac": ("sac_n", {"num_critics": 2, "hidden": [256, 256]}, "sac", 60),
+    "sac_n10": ("sac_n", {"num_critics": 10, "hidden": [256, 256]}, "sac_n10", 30),
+}
+#: Targets of the issue: minimum updates/s ratio to d3rlpy (loop mode).
+TARGETS = {"iql": 2.5, "td3_bc": 2.5, "calql": 3.0}
+#: SAC-N (N=10) may cost at most this many SAC (N=2) updates.
+SAC_N_COST_TARGET = 1.5
+
+
+def synthetic_data(n: int, seed: int = 0) -> TransitionData:
+    gen = torch.Generator().manual_seed(seed)
+    return TransitionData(obs={"state": torch.randn(n, OBS_DIM, generator=gen)},
+                          action=torch.rand(n, ACT_DIM, generator=gen) * 2 - 1,
+                          reward=torch.randn(n, generator=gen), terminal=torch.zeros(n, dtype=torch.bool),
+                          episode_ends=torch.arange(EPISODE_LEN, n + 1, EPISODE_LEN))
+
+
+def task() -> TaskSpec:
+    return TaskSpec.from_dict({"name": "speed", "text": "benchmark", "control_hz": 20, "max_episode_steps": EPISODE_LEN,
+                               "observations": {"state": {"shape": [OBS_DIM]}},
+                               "action": {"dim": ACT_DIM, "low": -1.0, "high": 1.0}})
+
+
+def ours(case: str, data: TransitionData, compile_: bool) -> tuple[Algorithm, TransitionData]:
+    name, overrides, _, _ = CASES[case]
+    algo = make_algorithm(name, {**overrides, "batch_size": BATCH, "compile": compile_}, task())
+    return algo, algo.prepare(data)
+
+
+def ours_runner(algo: Algorithm, data: TransitionData, threads: int, steps: int, mode: str,
+                cpu_log: list[float]) -> Callable[[], None]:
+    """k updates of ``algo``; appends the process CPU seconds of each call to ``cpu_log``."""
+    fixed = data.sample(BATCH)
+
+    def run() -> None:
+        torch.set_num_threads(threads)
+        cpu = time.process_time()
+        for _ in range(steps):
+            algo.update(data.sample(BATCH) if mode == "loop" else fixed)
+        algo.check_finite()
+        cpu_log.append(time.process_time() - cpu)
+    return run
+
+
+# ------------------------------------------------------------------------------------------------ d3rlpy
+def ensure_venv() -> Path:
+    """The d3rlpy virtualenv's python, created and installed on first use."""
+    python = VENV / "bin" / "python"
+    check = [str(python), "-c", "import d3rlpy, torch; print(d3rlpy.__version__, torch.__version__)"]
+    if python.exists() and subprocess.run(check, capture_output=True).returncode == 0:
+        return python
+    log.info("creating %s with %s", VENV, " ".join(D3RLPY_REQUIREMENTS))
+    subprocess.run([getattr(sys, "_base_executable", sys.executable), "-m", "venv", str(VENV)], check=True)
+    subprocess.run([str(python), "-m", "pip", "install", "--quiet", *D3RLPY_REQUIREMENTS], check=True)
+    subprocess.run(check, check=True)
+    return python
+
+
+class D3rlpyWorker:
+    """benchmarks/d3rlpy_worker.py in the d3rlpy virtualenv, driven one request at a time."""
+
+    def __init__(self, n: int):
+        env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+        self.proc = subprocess.Popen([str(ensure_venv()), str(HERE / "d3rlpy_worker.py"), str(n)], env=env, text=True,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        self.info = self._reply()
+
+    def _reply(self) -> dict:
+        for line in self.proc.stdout:
+            if line.startswith("REPLY "):
+                return json.loads(line[len("REPLY "):])
+        raise RuntimeError(f"d3rlpy worker exited with code {self.proc.wait()}")
+
+    def runner(self, algo: str, threads: int, steps: int, mode: str, cpu_log: list[float]) -> Callable[[], None]:
+        def run() -> None:
+            self.proc.stdin.write(json.dumps({"algo": algo, "threads": threads, "steps": steps, "mode": mode}) + "\n")
+            self.proc.stdin.flush()
+            cpu_log.append(self._reply()["cpu_seconds"])
+        return run
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+# ------------------------------------------------------------------------------------------------ main
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="2 rounds, eager only")
+    parser.add_argument("--rounds", type=int, default=None, help="timed rounds (default 5, quick 2)")
+    parser.add_argument("--threads", default="1,2", help="comma-separated thread counts")
+    parser.add_argument("--cases", default=",".join(CASES), help=f"subset of {list(CASES)}")
+    parser.add_argument("--transitions", type=int, default=1_000_000)
+    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile variants")
+    parser.add_argument("--no-d3rlpy", action="store_true", help="ours only")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    rounds = args.rounds or (2 if args.quick else 5)
+    threads = [int(t) for t in args.threads.split(",")]
+    cases = args.cases.split(",")
+    compiled = not (args.quick or args.no_compile)
+    torch.manual_seed(0)
+
+    data = synthetic_data(args.transitions)
+    worker = None if args.no_d3rlpy else D3rlpyWorker(args.transitions)
+    runners: dict[str, Callable[[], None]] = {}
+    steps_of: dict[str, int] = {}
+    cpu: dict[str, list[float]] = {}
+    for case in cases:
+        steps = max(2, CASES[case][3] // (2 if args.quick else 1))
+        variants = [("eager", False)] + ([("compiled", True)] if compiled else [])
+        built = {label: ours(case, data, flag) for label, flag in variants}
+        for t in threads:
+            for mode in ("loop", "update"):
+                for label, (algo, prepared) in built.items():
+                    key = f"ours-{label}|{case}|{t}|{mode}"
+                    runners[key] = ours_runner(algo, prepared, t, steps, mode, cpu.setdefault(key, []))
+                if worker is not None:
+                    key = f"d3rlpy|{case}|{t}|{mode}"
+                    runners[key] = worker.runner(CASES[case][2], t, steps, mode, cpu.setdefault(key, []))
+                for key in [k for k in runners if k.endswith(f"|{case}|{t}|{mode}")]:
+                    steps_of[key] = steps
+    log.info("timing %d cases x %d rounds (after 1 warm-up round)", len(runners), rounds)
+    times = common.interleaved(runners, repeats=rounds, warmup=1)
+    if worker is not None:
+        worker.close()
+
+    ups = {key: steps_of[key] / statistics.median(ts) for key, ts in times.items()}
+    # updates per CPU-second (warm-up call excluded): robust to time slicing on a busy machine at 1 thread
+    ups_cpu = {key: steps_of[key] / statistics.median(ts[1:]) for key, ts in cpu.items()}
+    results = {"updates_per_second": ups, "updates_per_cpu_second": ups_cpu, "seconds": times, "cpu_seconds": cpu}
+    rows, update_rows = [], []
+    for case in cases:
+        for t in threads:
+            for mode, table in (("loop", rows), ("update", update_rows)):
+                get = lambda impl: ups.get(f"{impl}|{case}|{t}|{mode}")  # noqa: E731
+                row = {"learner": case, "threads": t, "ours eager": get("ours-eager"),
+                       "ours compiled": get("ours-compiled") or "", "d3rlpy 2.8.1": get("d3rlpy") or ""}
+                if worker is not None:
+                    best = max(v for v in (get("ours-eager"), get("ours-compiled")) if v)
+                    row["ratio (eager)"] = get("ours-eager") / get("d3rlpy")
+                    row["ratio (best)"] = best / get("d3rlpy")
+                    cpu_best = max(ups_cpu[k] for k in (f"ours-eager|{case}|{t}|{mode}",
+                                                        f"ours-compiled|{case}|{t}|{mode}") if k in ups_cpu)
+                    row["ratio (CPU time)"] = cpu_best / ups_cpu[f"d3rlpy|{case}|{t}|{mode}"]
+                    if case in TARGETS and mode == "loop":
+                        row["target"] = f">= {TARGETS[case]}x"
+                        row["met"] = "yes" if row["ratio (best)"] >= TARGETS[case] else "no"
+                table.append(row)
+    cost_rows = []
+    if "sac" in cases and "sac_n10" in cases:
+        for t in threads:
+            for impl in ("ours-eager", "ours-compiled", "d3rlpy"):
+                if f"{impl}|sac|{t}|loop" in ups:
+                    ratio = ups[f"{impl}|sac|{t}|loop"] / ups[f"{impl}|sac_n10|{t}|loop"]
+                    ours_impl = impl != "d3rlpy"
+                    cost_rows.append({"implementation": impl, "threads": t,
+                                      "SAC N=2 updates/s": ups[f"{impl}|sac|{t}|loop"],
+                                      "SAC-N N=10 updates/s": ups[f"{impl}|sac_n10|{t}|loop"], "cost N=10 / N=2": ratio,
+                                      "target": f"<= {SAC_N_COST_TARGET}x" if ours_impl else "",
+                                      "met": ("yes" if ratio <= SAC_N_COST_TARGET else "no") if ours_impl else ""})
+    results["d3rlpy_worker"] = worker.info if worker is not None else None
+    columns = ["learner", "threads", "ours eager", "ours compiled", "d3rlpy 2.8.1", "ratio (eager)", "ratio (best)",
+               "ratio (CPU time)", "target", "met"]
+    sections = [
+        ("Gradient updates per second, sampling included (loop)",
+         f"Median of {rounds} interleaved rounds; batch {BATCH}, 256x256, obs {OBS_DIM}, act {ACT_DIM}, "
+         f"{args.transitions:,} transitions in memory. Ratios are ours / d3rlpy (best = the faster of eager and "
+         "compiled); the CPU-time ratio compares updates per process CPU-second, which time slicing on a busy "
+         "machine does not distort at 1 thread (at 2 threads it also counts OpenMP spin-waiting).\n\n"
+         + common.markdown_table(rows, columns)),
+        ("Gradient updates per second, update only (one fixed batch)", common.markdown_table(update_rows, columns)),
+    ]
+    if cost_rows:
+        sections.append(("Ensemble cost: SAC-N (N=10) vs SAC (N=2), same code",
+                         common.markdown_table(cost_rows, list(cost_rows[0]))))
+    json_path, md_path = common.write_results("train_speed_quick" if args.quick else "train_speed", results, sections)
+    print(md_path.read_text())
+    log.info("wrote %s and %s", json_path, md_path)
+
+
+if __name__ == "__main__":
+    main()
