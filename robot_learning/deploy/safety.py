@@ -101,6 +101,18 @@ class SafetyLayer:
         return True, "re-armed"
 
     # ------------------------------------------------------------------------------ step
+    def _obs_fresh(self, obs_age_s: float | None) -> bool:
+        return obs_age_s is not None and obs_age_s <= self.config.max_obs_age_s
+
+    def _teleop_fresh(self, teleop_action: np.ndarray | None, teleop_age_s: float | None) -> bool:
+        return (teleop_action is not None and teleop_age_s is not None
+                and teleop_age_s <= self.config.teleop_timeout_s)
+
+    def needs_policy(self, *, obs_age_s: float | None, teleop_action: np.ndarray | None = None,
+                     teleop_age_s: float | None = None) -> bool:
+        """Whether :meth:`step` with these inputs could execute a policy action (else: skip inference)."""
+        return not self._latched and self._obs_fresh(obs_age_s) and not self._teleop_fresh(teleop_action, teleop_age_s)
+
     def _stop(self, reason: str) -> Decision:
         action = self.last.copy() if self.config.stop_action == "hold" else np.zeros_like(self.last)
         self.last = action
@@ -117,11 +129,10 @@ class SafetyLayer:
         cfg = self.config
         if self._latched:
             return self._stop(f"e-stop latched ({self.estop_reason}); re-arm required")
-        teleop_fresh = teleop_action is not None and teleop_age_s is not None and teleop_age_s <= cfg.teleop_timeout_s
-        if teleop_fresh:
+        if self._teleop_fresh(teleop_action, teleop_age_s):
             command, source, reason = np.asarray(teleop_action, dtype=np.float32), "teleop", "teleop override"
         else:
-            if obs_age_s is None or obs_age_s > cfg.max_obs_age_s:
+            if not self._obs_fresh(obs_age_s):
                 age = "no observation yet" if obs_age_s is None else f"observation {obs_age_s * 1e3:.0f} ms old"
                 return self._stop(f"watchdog: {age} (limit {cfg.max_obs_age_s * 1e3:.0f} ms)")
             if cfg.deadman:

@@ -21,8 +21,11 @@ from robot_learning.spec import SpecError, TaskSpec
 log = logging.getLogger(__name__)
 
 
-class PolicyFileError(ValueError):
-    """An ONNX file that is not a usable policy, or a policy for another task/robot."""
+class PolicyFileError(SpecError):
+    """An ONNX file that is not a usable policy, or a policy for another task/robot.
+
+    A SpecError: the CLI and the ROS nodes report it as one message (file, field, expected, found).
+    """
 
 
 def choose_providers(device: str = "auto") -> list[str]:
@@ -91,7 +94,9 @@ class OnnxPolicy:
 
     def check_task(self, spec: TaskSpec) -> None:
         """Refuse to drive a robot configured for another interface: one error listing every mismatch."""
-        diffs = spec.differences(self.spec, keys=self.obs_keys)
+        diffs = [f"observation '{k}': expected the robot's task to provide it (the policy reads it), found no such key"
+                 for k in self.obs_keys if k not in spec.obs]
+        diffs += spec.differences(self.spec, keys=[k for k in self.obs_keys if k in spec.obs])
         if diffs:
             raise PolicyFileError(f"{self.path}: policy for task '{self.spec.name}' does not match the robot's task "
                                   f"'{spec.name}': " + "; ".join(diffs))
