@@ -34,6 +34,7 @@ class CollectConfig:
     episodes: int = 10
     out: str | None = None
     noise: float = 0.0
+    tier: str = ""
     seed: int = 0
     realtime: bool = False
     rate_hz: float = 0.0
@@ -54,7 +55,7 @@ def run(cfg: Any) -> int:
     out = Path(require(c.out, "out", CONFIG, "the episode store to record into"))
     before = _episode_count(out)
     arguments = {"task": spec.name, "teleop": c.teleop, "episodes": str(c.episodes), "out": str(out),
-                 "noise": str(c.noise), "seed": str(c.seed), "realtime": str(c.realtime).lower(),
+                 "noise": str(c.noise), "tier": c.tier, "seed": str(c.seed), "realtime": str(c.realtime).lower(),
                  "rate_hz": str(c.rate_hz)}
     code = launch(c.launch_file, arguments)
     summarise(out, before)

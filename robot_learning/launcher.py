@@ -51,6 +51,8 @@ PACKAGE_SHARE = Path(__file__).resolve().parents[1]
 LAUNCH_DIR = PACKAGE_SHARE / "launch"
 #: Python package holding the executables of ``pkg: robot_learning`` (one module per node).
 NODE_MODULES = "ros_nodes"
+#: An empty parameter value on the command line (rcl rejects ``-p key:=``; YAML ``''`` is the empty string).
+EMPTY_VALUE = "''"
 
 ACTIONS = ("arg", "let", "node")
 NODE_KEYS = {"pkg", "exec", "name", "namespace", "param", "remap", "args", "ros_args", "output", "env", "on_exit",
@@ -105,7 +107,7 @@ class Node:
         for path in self.param_files:
             ros += ["--params-file", path]
         for key, value in self.params:
-            ros += ["-p", f"{key}:={value}"]
+            ros += ["-p", f"{key}:={value or EMPTY_VALUE}"]
         for src, dst in self.remaps:
             ros += ["-r", f"{src}:={dst}"]
         return [*resolve_executable(self.package, self.executable), *self.args, "--ros-args", *ros, *self.ros_args]

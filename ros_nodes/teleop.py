@@ -1,7 +1,8 @@
 """teleop: drive the robot by keyboard, gamepad or the simulator's scripted expert, and run episodes.
 
 Modes (parameter ``mode``):
-- ``scripted``: the task's expert (``sim.make_expert``, Gaussian action ``noise``) reads the observation
+- ``scripted``: the task's expert (``sim.make_expert``, Gaussian action ``noise``), or a dataset quality
+  ``tier`` (``configs/sim/tier``: expert | medium | noisy | random | mixed, drawn per episode) reads the observation
   from the robot's topics like any controller would and answers each new observation with a command
   stamped with that observation's stamp. It runs ``episodes`` episodes: start the recording, reset the
   robot, act until the robot's ``success`` service says so (``success_source: service``) or the step
@@ -45,7 +46,8 @@ PARAMETERS = {
     # scripted
     "episodes": 1,                # episodes to run, then exit
     "noise": 0.0,                 # Gaussian action noise std as a fraction of the action half-range
-    "seed": 0,                    # seeds the expert's noise
+    "tier": "",                   # a quality tier (configs/sim/tier) instead of expert + noise; "" = expert + noise
+    "seed": 0,                    # seeds the expert's noise and the tier's draws
     "max_steps": 0,               # step budget per episode; 0 = the task's max_episode_steps
     "success_source": "service",  # service: end on the robot's success; budget: run to max_steps (outcome at the end)
     "command_subscribers": 1,     # wait until this many nodes (robot, recorder) subscribe to the commands
@@ -151,9 +153,15 @@ class Teleop(RobotLearningNode):
     # ------------------------------------------------------------------------------ scripted
     def _setup_scripted(self) -> None:
         import sim  # local: only the scripted mode needs the simulator's expert
+        from sim.registry import task_kind
+        from sim.tiers import TierPolicy, load_tier
 
         p = self.params
-        self.expert = sim.make_expert(self.spec, noise=p.noise, seed=p.seed)
+        if p.tier:
+            tier = load_tier(p.tier, task_kind(self.spec).family)
+            self.expert = TierPolicy(self.spec, tier, np.random.default_rng(p.seed))
+        else:
+            self.expert = sim.make_expert(self.spec, noise=p.noise, seed=p.seed)
         self.observations = topic_codecs(self.spec, bindings(self.spec))
         self.sampler = StreamSampler([StreamSpec(t) for t in self.observations])
         self.obs_subs = [self.create_subscription(message_class(c.msg), t, lambda m, t=t: self._on_observation(t, m),
@@ -216,7 +224,7 @@ class Teleop(RobotLearningNode):
             while True:
                 stamp, obs = self._next_observation(executor)
                 if steps == 0:
-                    self.expert.reset(obs)
+                    self.expert.begin_episode(obs)
                 ends = steps >= budget
                 if p.success_source == "service" or ends:
                     success = call(executor, self.robot["success"], Trigger.Request(), p.timeout).success

@@ -99,6 +99,7 @@ def test_collect_launch_file_resolves_package_executables_and_files():
     assert names["recorder"].command()[:3] == [sys.executable, "-m", "ros_nodes.recorder"]
     assert names["recorder"].param_files == [str(ROOT / "configs" / "ros" / "recorder.yaml")]
     assert ("episodes", "2") in names["teleop"].params and ("out", "x.zarr") in names["recorder"].params
+    assert "tier:=''" in names["teleop"].command()     # an empty value reaches rcl as YAML '' (it rejects "tier:=")
 
 
 @pytest.mark.parametrize("text, arguments, message", [
