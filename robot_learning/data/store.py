@@ -394,20 +394,27 @@ class EpisodeStore:
         if problems:
             raise StoreError(problems[0])
 
+    def _truncate_uncommitted(self) -> dict[str, tuple[int, int]]:
+        """Cut every array back to the committed episodes; returns {array: (rows before, rows after)}."""
+        n, e = self.n_steps, self.n_episodes
+        cut: dict[str, tuple[int, int]] = {}
+        for name, a in self.data_arrays().items():
+            if a.shape[0] > n:
+                cut[f"data/{name}"] = (a.shape[0], n)
+                a.resize((n, *a.shape[1:]))
+        for name, a in self.meta_arrays().items():
+            if a.shape[0] > e:
+                cut[f"meta/episode/{name}"] = (a.shape[0], e)
+                a.resize((e,))
+        return cut
+
     def _recover(self) -> RecoveryReport:
         report = RecoveryReport()
         for partial in self.path.rglob("*.partial"):
             partial.unlink(missing_ok=True)
             report.partial_files_removed += 1
-        n, e = self.n_steps, self.n_episodes
-        for name, a in self.data_arrays().items():
-            if a.shape[0] > n:
-                report.truncated[f"data/{name}"] = (a.shape[0], n)
-                a.resize((n, *a.shape[1:]))
-        for name, a in self.meta_arrays().items():
-            if a.shape[0] > e:
-                report.truncated[f"meta/episode/{name}"] = (a.shape[0], e)
-                a.resize((e,))
+        report.truncated.update(self._truncate_uncommitted())
+        n = self.n_steps
         if self._stats_g.attrs.get("n_steps", 0) != n:
             self.refresh_stats()
             report.stats_recomputed = True

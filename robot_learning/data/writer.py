@@ -126,13 +126,10 @@ class EpisodeWriter:
         return index
 
     def discard(self) -> None:
-        """Drop the active episode, including steps already flushed to disk."""
+        """Drop the active episode, including steps flushed to disk and the rows of a commit cut short (Ctrl-C)."""
         if not self._active:
             return
-        n = self.store.n_steps
-        for name, a in self.store.data_arrays().items():
-            if a.shape[0] > n:
-                a.resize((n, *a.shape[1:]))
+        self.store._truncate_uncommitted()
         self._active = False
         self._buffer = {}
         self._pending_stats = {}

@@ -55,6 +55,32 @@ def test_discard_and_append_after_reopen(tmp_path):
     assert np.array_equal(store.episode(1).action, actions[:3])
 
 
+def test_a_commit_cut_short_by_ctrl_c_is_discarded_whole_on_close(tmp_path, monkeypatch):
+    write_toy_store(tmp_path / "s.zarr", lengths=(5,), terminal_last=(True,)).close()
+    store = EpisodeStore.open(tmp_path / "s.zarr", mode="a")
+    obs, actions, _ = toy_episode(9, 6)
+    w = store.writer(flush_steps=2)
+    w.begin()
+    for t in range(6):
+        w.add_step(obs[t], actions[t], reward=1.0)
+    real = type(store._ends_array).resize
+
+    def interrupted(array, shape):      # Ctrl-C after the meta rows, before the commit point (episode_ends)
+        if array.path.endswith("episode_ends"):
+            raise KeyboardInterrupt
+        return real(array, shape)
+
+    monkeypatch.setattr(type(store._ends_array), "resize", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        w.end(success=True)
+    monkeypatch.undo()
+    assert store.pending_leftover()                 # data and meta rows of the torn commit are on disk
+    w.close()                                       # what the recorder does on its way out
+    assert store.pending_leftover() == {} and store.episode_lengths.tolist() == [5]
+    store.close()
+    assert EpisodeStore.open(tmp_path / "s.zarr").episode_lengths.tolist() == [5]
+
+
 def test_stats_match_numpy_and_survive_reopen(tmp_path):
     store = write_toy_store(tmp_path / "s.zarr", lengths=(30, 40, 50), terminal_last=(False,) * 3)
     state = store.read("obs/state").astype(np.float64)
