@@ -1,7 +1,9 @@
 """How good a trained reward model is on a store: return correlation, preference accuracy, a picture.
 
 - Spearman rho between each episode's predicted return (sum of the model's per-step rewards) and its
-  true return under every reward source not made by a reward model (e.g. ``dense``, ``sparse``).
+  true return under every reward source not made by a reward model (e.g. ``dense``, ``sparse``). A store
+  of a simulated task without such a source (recorded over ROS: no rewards) is scored against the
+  simulator's per-step progress (``sim_progress``, what the oracle labeler ranks by).
   With per-step rewards of one sign, episode length alone correlates with the return (short successful
   episodes), so the rho of the length-only predictor (-length) is reported beside it, and so is the
   per-step rho (predicted vs true reward of every step), which length cannot inflate.
@@ -25,12 +27,15 @@ from scipy.stats import spearmanr
 
 from robot_learning.data.store import EpisodeStore
 from reward_models.bt_model import BTRewardModel
+from reward_models.frames import read_obs
 from reward_models.model import FrameModel
 from reward_models.preferences import PreferenceDataset, default_root
 from reward_models.success import SuccessClassifier, success_frames
 
 log = logging.getLogger(__name__)
 
+#: Ground truth of a simulated store without true reward sources: the simulator's per-step progress.
+SIM_PROGRESS = "sim_progress"
 #: Reward sources written by reward models (never used as ground truth).
 DERIVED_PREFIXES = (BTRewardModel.source_prefix + "_", SuccessClassifier.source_prefix + "_")
 
@@ -52,6 +57,17 @@ def true_sources(store: EpisodeStore) -> list[str]:
     return [s for s in store.reward_sources if not s.startswith(DERIVED_PREFIXES)]
 
 
+def ground_truth(store: EpisodeStore) -> dict[str, np.ndarray]:
+    """Per-step true rewards by name: the store's true sources, else the simulator's progress (simulated tasks)."""
+    truth = {s: np.asarray(store.reward(s), np.float64) for s in true_sources(store)}
+    if truth or store.spec.env is None or not store.n_steps:
+        return truth
+    import sim
+
+    obs = read_obs(store, store.spec.low_dim_keys, np.arange(store.n_steps))
+    return {SIM_PROGRESS: np.asarray(sim.progress(store.spec, obs), np.float64)}
+
+
 def sample_episodes(store: EpisodeStore, count: int) -> list[int]:
     """Up to ``count`` episodes spread over the store, half successful and half not when the meta says so."""
     meta = store.episode_meta()
@@ -65,7 +81,8 @@ def sample_episodes(store: EpisodeStore, count: int) -> list[int]:
     return sorted(picked)
 
 
-def plot(store: EpisodeStore, predicted: np.ndarray, sources: list[str], episodes: list[int], path: Path, title: str) -> Path:
+def plot(store: EpisodeStore, predicted: np.ndarray, truth: dict[str, np.ndarray], episodes: list[int], path: Path,
+         title: str) -> Path:
     """Predicted vs true per-step rewards of ``episodes``, one panel each (true on a second axis)."""
     import matplotlib
 
@@ -79,8 +96,8 @@ def plot(store: EpisodeStore, predicted: np.ndarray, sources: list[str], episode
         ax.plot(predicted[start:end], color="tab:blue", label="predicted")
         ax.set_ylabel("predicted", color="tab:blue")
         twin = ax.twinx()
-        for source, color in zip(sources, ("tab:orange", "tab:green", "tab:red", "tab:purple")):
-            twin.plot(store.read(f"reward/{source}", start, end), color=color, linestyle="--", label=f"true: {source}")
+        for (source, true), color in zip(truth.items(), ("tab:orange", "tab:green", "tab:red", "tab:purple")):
+            twin.plot(true[start:end], color=color, linestyle="--", label=f"true: {source}")
         twin.set_ylabel("true")
         status = "" if "success" not in meta else (" (success)" if bool(meta["success"][e]) else " (failure)")
         ax.set_title(f"episode {e}{status}", fontsize=9)
@@ -104,12 +121,11 @@ def evaluate(store: EpisodeStore, model: FrameModel, out_dir: str | os.PathLike,
     model.features.check_store(store)
     predicted = model.step_rewards(store, cache)
     pred_returns = episode_returns(predicted, store)
-    sources = true_sources(store)
+    truth = ground_truth(store)
     metrics: dict[str, Any] = {"store": str(store.path), "model": model.kind, "model_hash": model.hash,
                                "episodes": store.n_episodes, "spearman_return": {}, "spearman_return_length_only": {},
                                "spearman_step": {}, "training_metrics": model.metrics}
-    for source in sources:
-        true = store.reward(source)
+    for source, true in truth.items():
         true_returns = episode_returns(true, store)
         metrics["spearman_return"][source] = _rho(pred_returns, true_returns)
         metrics["spearman_return_length_only"][source] = _rho(-store.episode_lengths.astype(np.float64), true_returns)
@@ -132,7 +148,7 @@ def evaluate(store: EpisodeStore, model: FrameModel, out_dir: str | os.PathLike,
         metrics["threshold"] = model.params["threshold"]
     title = (f"{model.source_name}: Spearman rho of returns " +
              ", ".join(f"{s} {v:.2f}" for s, v in metrics["spearman_return"].items() if v is not None))
-    metrics["plot"] = str(plot(store, predicted, sources, sample_episodes(store, episodes), out / "reward_eval.png", title))
+    metrics["plot"] = str(plot(store, predicted, truth, sample_episodes(store, episodes), out / "reward_eval.png", title))
     out.mkdir(parents=True, exist_ok=True)
     (out / "reward_eval.json").write_text(json.dumps(metrics, indent=1))
     return metrics

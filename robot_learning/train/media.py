@@ -59,7 +59,7 @@ def write_video(frames: Sequence[np.ndarray], path: Path, fps: float) -> Path | 
 
 
 def write_strip(frames: Mapping[str, Sequence[np.ndarray]], path: Path, count: int) -> Path:
-    """A PNG with one row per camera and ``count`` frames evenly spaced over the episode."""
+    """A PNG with one row per camera and ``count`` frames evenly spaced over the episode (parent dirs created)."""
     from PIL import Image
 
     rows = []
@@ -68,6 +68,7 @@ def write_strip(frames: Mapping[str, Sequence[np.ndarray]], path: Path, count: i
         rows.append(np.concatenate([seq[i] for i in pick], axis=1))
     width = max(r.shape[1] for r in rows)
     rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0))) for r in rows]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.concatenate(rows, axis=0)).save(path)
     return path
 
