@@ -36,7 +36,7 @@ class CollectConfig:
     noise: float = 0.0
     tier: str = ""
     seed: int = 0
-    realtime: bool = False
+    realtime: bool | None = None
     rate_hz: float = 0.0
     launch_file: str = "collect.launch.yaml"
 
@@ -54,8 +54,11 @@ def run(cfg: Any) -> int:
     spec = task_from_config(c.task)
     out = Path(require(c.out, "out", CONFIG, "the episode store to record into"))
     before = _episode_count(out)
+    # Lock-step only works with the scripted teleop: it resets the robot and answers every observation; a
+    # person at a keyboard or gamepad needs the robot running at its control rate.
+    realtime = c.teleop != "scripted" if c.realtime is None else c.realtime
     arguments = {"task": spec.name, "teleop": c.teleop, "episodes": str(c.episodes), "out": str(out),
-                 "noise": str(c.noise), "tier": c.tier, "seed": str(c.seed), "realtime": str(c.realtime).lower(),
+                 "noise": str(c.noise), "tier": c.tier, "seed": str(c.seed), "realtime": str(realtime).lower(),
                  "rate_hz": str(c.rate_hz)}
     code = launch(c.launch_file, arguments)
     summarise(out, before)
