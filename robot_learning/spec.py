@@ -134,8 +134,8 @@ class TaskSpec:
 
     ``env`` names the gymnasium environment that simulates the task (``None`` for a real-only task);
     ``reference_returns`` (``random``/``expert``) define the normalised score
-    ``100 * (R - R_random) / (R_expert - R_random)``; ``success_threshold`` is unused by learners and
-    documents what counts as success.
+    ``100 * (R - R_random) / (R_expert - R_random)``; success itself is the simulator's (``info["success"]``)
+    or the operator's call when an episode ends.
     """
 
     name: str

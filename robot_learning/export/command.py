@@ -2,7 +2,7 @@
 
     robot-learning export ckpt=runs/iql_maze out=policy.onnx
     robot-learning export ckpt=runs/iql_reach/checkpoints/offline_000100000.pt out=reach.onnx tolerance=1e-5
-    robot-learning export ckpt=runs/uni_o4_push out=member2.onnx variant=member=2
+    robot-learning export ckpt=runs/unio4_push out=member2.onnx "variant='member=2'"
 
 Loads the learner from the checkpoint (a file, or a run directory's latest), samples parity observations
 from the run's dataset (or, when the run has none, from random-action rollouts in the simulated task) and
