@@ -29,7 +29,7 @@ test: setup
 	$(PY) -m pytest -q tests
 
 demo: setup
-	$(VENV)/bin/robot-learning demo
+	$(VENV)/bin/robot-learning demo $(DEMO_ARGS)
 
 # Speed benchmarks (JSON + Markdown under benchmarks/results/); run on a quiet machine.
 bench: setup

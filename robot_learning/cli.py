@@ -82,6 +82,8 @@ VERBS: dict[str, Verb] = {
                    "export"),
     "deploy": Verb("robot_learning.deploy.runner:run", "run an ONNX policy for N episodes: in the sim env or over ROS 2",
                    "deploy", groups=("task",)),
+    "demo": Verb("robot_learning.demo.runner:run", "the whole chain in simulation: collect, label, reward, offline, "
+                 "online, export, deploy; report in runs/demo/", "demo", groups=("task",)),
 }
 
 

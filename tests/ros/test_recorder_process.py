@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import signal
 
@@ -16,6 +17,8 @@ from tests.ros.helpers import FakeRobot, node_process
 pytestmark = pytest.mark.ros
 
 SPEC = TaskSpec.load("arm_reach")
+#: Recorder node names unique within the test run.
+SESSION_IDS = itertools.count()
 
 
 class Session:
@@ -29,15 +32,19 @@ class Session:
         from ros_nodes.common import LATCHED_QOS
 
         self.out = tmp_path / "rec.zarr"
+        # A name of its own: a SIGKILLed recorder's endpoints outlive it in DDS discovery until their lease
+        # expires, and a request to a service of the same name could go to the dead one.
+        name = f"recorder_{next(SESSION_IDS)}"
         self.proc = node_process("recorder", {"task": SPEC.name, "out": self.out, "flush_steps": 2,
-                                              "status_period": 0.1, **params}, log=tmp_path / "recorder.log")
+                                              "status_period": 0.1, **params}, name=name,
+                                 log=tmp_path / "recorder.log")
         self.robot = FakeRobot(SPEC)
         self.client = Node("recorder_client")
         self.status: dict = {}
-        self.client.create_subscription(String, "/recorder/status", lambda m: self.status.update(json.loads(m.data)),
+        self.client.create_subscription(String, f"/{name}/status", lambda m: self.status.update(json.loads(m.data)),
                                         LATCHED_QOS)
-        self.start_srv = self.client.create_client(Trigger, "/recorder/start_episode")
-        self.end_srv = self.client.create_client(SetBool, "/recorder/end_episode")
+        self.start_srv = self.client.create_client(Trigger, f"/{name}/start_episode")
+        self.end_srv = self.client.create_client(SetBool, f"/{name}/end_episode")
         self.Trigger, self.SetBool = Trigger, SetBool
         self.executor = executor
         executor.add_node(self.robot.node)
