@@ -40,6 +40,7 @@ PARAMETERS = {
     "task": "arm_reach",          # configs/task/<name>.yaml or a task YAML path
     "mode": "scripted",           # scripted | keyboard | joy
     "robot": "/sim_robot",        # node whose ~/reset and ~/success services the scripted mode calls
+    "reset_on_start": True,       # keyboard/joy: reset the robot (its ~/reset, when offered) before each episode
     "recorder": "/recorder",      # node whose episode services are called ("" = no recording)
     "rate_hz": 0.0,               # keyboard/joy command rate; 0 = the task's control_hz
     "timeout": 10.0,              # s to wait for services, observations and the recorder to accept a start
@@ -89,6 +90,8 @@ class Teleop(RobotLearningNode):
         self.recorder = {name: self.create_client(srv, f"{recorder}/{name}") for name, srv in
                          (("start_episode", Trigger), ("end_episode", SetBool), ("discard_episode", Trigger))} \
             if recorder else {}
+        robot = p.robot.rstrip("/")
+        self.robot = {name: self.create_client(Trigger, f"{robot}/{name}") for name in ("reset", "success")}
         self.period = 1.0 / (p.rate_hz or self.spec.control_hz)
         self._keys: TtyKeys | None = None
         getattr(self, f"_setup_{p.mode}")()
@@ -104,16 +107,26 @@ class Teleop(RobotLearningNode):
         return (self.low + self.high) / 2 + normalised * (self.high - self.low) / 2
 
     def _request(self, event: str) -> None:
-        """Episode control from keyboard/joy: call the recorder asynchronously and log its answer."""
+        """Episode control from keyboard/joy: call the recorder asynchronously and log its answer.
+
+        ``start`` first resets the robot when it offers a reset service (``reset_on_start``; sim_robot does).
+        """
         if not self.recorder:
             self.get_logger().warning(f"{event}: no recorder configured (parameter 'recorder')")
             return
         if event == "start":
-            client, request = self.recorder["start_episode"], Trigger.Request()
+            start = (self.recorder["start_episode"], Trigger.Request())
+            reset = self.robot["reset"]
+            if self.params.reset_on_start and reset.service_is_ready():
+                reset.call_async(Trigger.Request()).add_done_callback(lambda f: self._call(event, *start))
+                return
+            self._call(event, *start)
         elif event == "discard":
-            client, request = self.recorder["discard_episode"], Trigger.Request()
+            self._call(event, self.recorder["discard_episode"], Trigger.Request())
         else:
-            client, request = self.recorder["end_episode"], SetBool.Request(data=event == "success")
+            self._call(event, self.recorder["end_episode"], SetBool.Request(data=event == "success"))
+
+    def _call(self, event: str, client: Any, request: Any) -> None:
         if not client.service_is_ready():
             self.get_logger().error(f"{event}: service '{client.srv_name}' is not available")
             return
@@ -166,8 +179,6 @@ class Teleop(RobotLearningNode):
         self.sampler = StreamSampler([StreamSpec(t) for t in self.observations])
         self.obs_subs = [self.create_subscription(message_class(c.msg), t, lambda m, t=t: self._on_observation(t, m),
                                                   sensor_qos(10)) for t, c in self.observations.items()]
-        robot = p.robot.rstrip("/")
-        self.robot = {name: self.create_client(Trigger, f"{robot}/{name}") for name in ("reset", "success")}
         self._used = -1
 
     def _on_observation(self, topic: str, msg: Any) -> None:

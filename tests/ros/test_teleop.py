@@ -61,14 +61,16 @@ def test_joy_mode_commands_and_episode_control(executor):
     from ros_nodes.teleop import Teleop
 
     teleop = Teleop(parameter_overrides=[Parameter("mode", value="joy"), Parameter("recorder", value="/fake_recorder"),
+                                         Parameter("robot", value="/fake_robot"),
                                          Parameter("joy_axes", value=[1, 0, 3]), Parameter("joy_deadman", value=4),
                                          Parameter("rate_hz", value=50.0)])
     test = Node("joy_test")
     commands, calls = [], []
     test.create_subscription(TwistStamped, "cmd/ee_twist", lambda m: commands.append(
         [m.twist.linear.x, m.twist.linear.y, m.twist.linear.z]), COMMAND_QOS)
-    test.create_service(Trigger, "/fake_recorder/start_episode",
-                        lambda req, res: (calls.append("start"), setattr(res, "success", True), res)[-1])
+    for service in ("/fake_robot/reset", "/fake_recorder/start_episode"):
+        test.create_service(Trigger, service, lambda req, res, s=service: (
+            calls.append(s.rsplit("/", 1)[-1]), setattr(res, "success", True), res)[-1])
     joy = test.create_publisher(Joy, "joy", sensor_qos())
     executor.add_node(teleop)
     executor.add_node(test)
@@ -79,5 +81,6 @@ def test_joy_mode_commands_and_episode_control(executor):
     for _ in range(3):
         joy.publish(Joy(axes=[0.5, 1.0, 0.0, -1.0], buttons=pressed))
         executor.spin_once(timeout_sec=0.02)
-    assert spin_until(executor, lambda: calls == ["start"] and commands[-1][0] != 0, 10)
+    # start resets the robot first (a new episode starts from the task's initial state), then records
+    assert spin_until(executor, lambda: calls == ["reset", "start_episode"] and commands[-1][0] != 0, 10)
     assert np.allclose(commands[-1], [0.3, 0.15, -0.3])         # axes (1, 0, 3) x the 0.3 m/s limit
