@@ -75,7 +75,8 @@ class OffPolicyConfig(AlgoConfig):
     reward_normalize_returns_to: float | None = None
     # Polyak rate of target networks (5e-3 in IQL, CQL, Cal-QL, AWAC, SAC-N, TD3+BC official code).
     tau: float = 0.005
-    # torch.compile the loss computations: ~16-21 s up front on this CPU; pays back on long runs only.
+    # torch.compile the loss computations (each learner compiles only those that measured faster or neutral in
+    # benchmarks/train_speed.py): a few seconds up front; on the development CPU it helps IQL (5-8%), not the rest.
     compile: bool = False
     # Host-side NaN check (one device sync) every this many updates, besides the runtime's check_finite().
     finite_check_interval: int = 1000
@@ -189,6 +190,9 @@ def frozen(module: nn.Module, *args: torch.Tensor, members: slice | None = None)
     each network only on its own loss (the semantics of JAX's per-loss ``grad`` in the official code).
     ``members`` evaluates only those members of an ensemble (every parameter sliced along its first axis).
     """
+    fast = getattr(module, "frozen_forward", None)  # QEnsemble / VEnsemble: detached weights, no functional_call
+    if fast is not None:
+        return fast(*args, members=members)
     params = {name: p.detach() if members is None else p.detach()[members] for name, p in module.named_parameters()}
     return torch.func.functional_call(module, params, args)
 

@@ -181,10 +181,8 @@ class CQL(OffPolicyAlgorithm):
     def target_values(self, batch: Batch, next_actions: torch.Tensor, next_log_pi: torch.Tensor) -> torch.Tensor:
         """y = r + gamma (1 - d) max_j min_i Qbar_i(s', a'_j) over the samples a'_j ~ pi(s') given, (B, M, A)."""
         c = self.config
-        b, m = next_actions.shape[:2]
-        features = self.target_encoder(batch.next_obs)
-        q = self.target_critic(features.repeat_interleave(m, dim=0), next_actions.reshape(b * m, -1))
-        q_next, best = q.min(dim=0).values.view(b, m).max(dim=1)
+        q = self.target_critic.multi(self.target_encoder(batch.next_obs), next_actions)
+        q_next, best = q.min(dim=0).values.max(dim=1)
         if c.backup_entropy:
             q_next = q_next - self.alpha() * next_log_pi.gather(1, best.unsqueeze(1)).squeeze(1)
         return td_target(batch.reward, batch.done, c.gamma, q_next)
@@ -192,7 +190,7 @@ class CQL(OffPolicyAlgorithm):
     def losses(self, batch: Batch, action: torch.Tensor) -> dict[str, torch.Tensor]:
         """Critic, actor, temperature (and Lagrange) losses from the same parameters, plus metrics."""
         c = self.config
-        b, n = action.shape[0], c.n_actions
+        n = c.n_actions
         with torch.no_grad():
             # policy at s': n samples for the CQL term, then n (max backup) or 1 for the target
             samples, log_pi_next = self.actor.sample(self.actor_encoder(batch.next_obs),
@@ -206,11 +204,10 @@ class CQL(OffPolicyAlgorithm):
         cur_actions, cur_log_pi = pi_actions[:, 1:].detach(), pi_log_pi[:, 1:].detach()
         rand_actions = torch.empty_like(cur_actions).uniform_(-1.0, 1.0)
 
-        # one ensemble pass: [data | uniform | current policy | next policy] actions, all at s
+        # one ensemble pass for both critics: [data | uniform | current policy | next policy] actions, all at s
         features = self.encoder(batch.obs)
         all_actions = torch.cat([action.unsqueeze(1), rand_actions, cur_actions, next_actions], dim=1)
-        q_all = self.critic(features.repeat_interleave(1 + 3 * n, dim=0),
-                            all_actions.reshape(b * (1 + 3 * n), -1)).view(-1, b, 1 + 3 * n)
+        q_all = self.critic.multi(features, all_actions)
         q_data = q_all[..., 0]
         q_rand, q_cur, q_next = q_all[..., 1:1 + n], q_all[..., 1 + n:1 + 2 * n], q_all[..., 1 + 2 * n:]
         metrics: dict[str, torch.Tensor] = {}

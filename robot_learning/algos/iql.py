@@ -143,8 +143,9 @@ class IQL(OffPolicyAlgorithm):
         """Actor (AWR) and critic (TD on the new V) losses, plus metrics."""
         c = self.config
         with torch.no_grad():
-            v_obs = self.value(self.value_encoder(batch.obs))[0]
-            v_next = self.value(self.value_encoder(batch.next_obs))[0]
+            # the new V at s and s' in one pass
+            both = {k: torch.cat([batch.obs[k], batch.next_obs[k]]) for k in self.obs_keys}
+            v_obs, v_next = self.value(self.value_encoder(both))[0].chunk(2)
             target = td_target(batch.reward, batch.done, c.gamma, v_next)
         advantage = q_target - v_obs
         weights = awr_weights(advantage, c.temperature, c.max_weight)

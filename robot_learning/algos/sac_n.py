@@ -99,7 +99,9 @@ class SACN(OffPolicyAlgorithm):
         self.add_optimizer("critic", [*self.critic.parameters(), *self.encoder.parameters()], c.critic_lr)
         self._online = [*self.critic.parameters(), *self.encoder.parameters()]
         self._target = [*self.target_critic.parameters(), *self.target_encoder.parameters()]
-        self._policy_values = self.maybe_compile(self.policy_values)
+        # Eager even with compile=True: the compiled policy/frozen-critic pass made the whole update ~25% slower on the
+        # development CPU (benchmarks/train_speed.py, torch 2.14, 1 thread); the critic losses compile neutrally.
+        self._policy_values = self.policy_values
         # EDAC's diversity term differentiates through a gradient: torch.compile has no double backward.
         self._critic_losses = self.critic_losses if c.eta > 0 else self.maybe_compile(self.critic_losses)
 

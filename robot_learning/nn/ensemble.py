@@ -17,6 +17,32 @@ from robot_learning.nn.init import get_scheme, init_layer_
 from robot_learning.nn.mlp import activation
 
 
+def ensemble_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """x (E, N, in) or shared (N, in), weight (E, in, out), bias (E, 1, out) -> (E, N, out): one batched matmul."""
+    if x.dim() == 2:
+        x = x.unsqueeze(0).expand(weight.shape[0], -1, -1)
+    if weight.shape[-1] == 1:
+        # a value head: a multiply-reduce beats the skinny batched matmul (and its backward) on the CPU
+        return (x * weight.transpose(1, 2)).sum(-1, keepdim=True) + bias
+    return torch.baddbmm(bias, x, weight)
+
+
+def frozen_ensemble_forward(net: nn.Sequential, x: torch.Tensor, members: slice | None = None) -> torch.Tensor:
+    """``net(x)`` for an :func:`ensemble_mlp` with its parameters detached (gradients reach ``x`` only), optionally
+    for a slice of its members: the cheap equivalent of ``torch.func.functional_call`` with detached parameters."""
+    pick = (lambda p: p.detach()) if members is None else (lambda p: p.detach()[members])
+    for layer in net:
+        if isinstance(layer, EnsembleLinear):
+            x = ensemble_linear(x, pick(layer.weight), pick(layer.bias))
+        elif isinstance(layer, EnsembleLayerNorm):
+            x = torch.addcmul(pick(layer.bias), F.layer_norm(x, x.shape[-1:], eps=layer.eps), pick(layer.weight))
+        elif next(layer.parameters(recurse=True), None) is None:
+            x = layer(x)
+        else:
+            raise TypeError(f"frozen ensemble forward: unexpected layer with parameters {type(layer).__name__}")
+    return x
+
+
 class EnsembleLinear(nn.Module):
     """E independent linear layers: (E, N, in) -> (E, N, out); a shared (N, in) input is broadcast."""
 
@@ -41,9 +67,7 @@ class EnsembleLinear(nn.Module):
                 self.bias[e, 0].copy_(bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() == 2:
-            x = x.unsqueeze(0).expand(self.weight.shape[0], -1, -1)
-        return torch.baddbmm(self.bias, x, self.weight)
+        return ensemble_linear(x, self.weight, self.bias)
 
     def extra_repr(self) -> str:
         return f"ensemble_size={self.ensemble_size}, in_features={self.in_features}, out_features={self.out_features}"
@@ -105,6 +129,36 @@ class QEnsemble(nn.Module):
             action = action.expand(features.shape[0], *action.shape)
         return self.net(torch.cat([features, action], dim=-1)).squeeze(-1)
 
+    def frozen_forward(self, features: torch.Tensor, action: torch.Tensor, members: slice | None = None) -> torch.Tensor:
+        """``self(features, action)`` with detached parameters (optionally ``members`` only): gradients reach the
+        inputs, never the critic (the actor's loss); see :func:`robot_learning.algos.common.frozen`."""
+        e = self.ensemble_size if members is None else len(range(self.ensemble_size)[members])
+        if features.dim() == 3 or action.dim() == 3:
+            if features.dim() == 2:
+                features = features.expand(e, *features.shape)
+            if action.dim() == 2:
+                action = action.expand(e, *action.shape)
+        return frozen_ensemble_forward(self.net, torch.cat([features, action], dim=-1), members).squeeze(-1)
+
+    def multi(self, features: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Q_e(s_b, a_bm) for M actions per state: features (B, F), actions (B, M, A) -> (E, B, M).
+
+        The same values as ``self(features.repeat_interleave(M, 0), actions.reshape(B * M, A))``, but the first
+        layer's state part ``s W_s + b`` is computed once per state and broadcast over the M actions
+        (``[s, a] W = s W_s + a W_a``): the repeated (B M, F + A) input and its matmul are never built.
+        """
+        b, m, a = actions.shape
+        first = self.net[0]
+        f = features.shape[-1]
+        e = first.weight.shape[0]
+        state = torch.baddbmm(first.bias, features.unsqueeze(0).expand(e, -1, -1), first.weight[:, :f])
+        # (a fresh tensor, not a view, so that the in-place activation after it needs no CopySlices)
+        h = torch.baddbmm(state.unsqueeze(2).expand(-1, -1, m, -1).reshape(e, b * m, -1),
+                          actions.reshape(1, b * m, a).expand(e, -1, -1), first.weight[:, f:])
+        for layer in list(self.net)[1:]:
+            h = layer(h)
+        return h.view(e, b, m)
+
 
 class VEnsemble(nn.Module):
     """E state value functions V_e(s) -> (E, N); IQL's V is an ensemble of one."""
@@ -118,3 +172,7 @@ class VEnsemble(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.net(features).squeeze(-1)
+
+    def frozen_forward(self, features: torch.Tensor, members: slice | None = None) -> torch.Tensor:
+        """``self(features)`` with detached parameters (optionally ``members`` only)."""
+        return frozen_ensemble_forward(self.net, features, members).squeeze(-1)

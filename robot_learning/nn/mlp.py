@@ -18,9 +18,11 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 
 
 def activation(name: str) -> nn.Module:
+    """The activation module ``name``; ReLU works in place (it always follows a Linear or LayerNorm, whose
+    backward does not read their output, and it saves an allocation of the activation-sized tensor per layer)."""
     if name not in ACTIVATIONS:
         raise ValueError(f"activation: expected one of {sorted(ACTIVATIONS)}, found '{name}'")
-    return ACTIVATIONS[name]()
+    return nn.ReLU(inplace=True) if name == "relu" else ACTIVATIONS[name]()
 
 
 def mlp(in_dim: int, hidden: Sequence[int], out_dim: int | None, *, act: str = "relu", layer_norm: bool = False,

@@ -37,6 +37,7 @@ from robot_learning.data.replay import BUFFER_MODES, MixedSampler, ReplayBuffer
 from robot_learning.data.weighting import make_offline_sampler
 from robot_learning.train import checkpoint as ckpt
 from robot_learning.train import rng
+from robot_learning.train.cpu_alloc import tune_cpu_allocator
 from robot_learning.train.envs import (
     EnvRunner,
     EpisodeStats,
@@ -74,6 +75,8 @@ class Run:
         self.reward_source = inputs.reward_source
         self.online_reward = inputs.online_reward
         self.device = inputs.device
+        if self.device.type == "cpu":
+            tune_cpu_allocator()
         self.state = RunState()
         self.streams = rng.RunStreams.create(cfg.seed, self.device)
         self.checkpoints = ckpt.CheckpointManager(run_dir, cfg.train.keep_checkpoints)

@@ -77,3 +77,33 @@ def test_init_schemes():
     assert layer.weight.abs().max() <= 3e-3
     with pytest.raises(ValueError, match="init scheme"):
         layer.reset_parameters("nope")
+
+
+@pytest.mark.parametrize("layer_norm", [False, True])
+def test_q_ensemble_multi_equals_repeated_rows(layer_norm):
+    """multi(): M actions per state in one pass, the first layer's state part shared, same values and gradients."""
+    torch.manual_seed(0)
+    q = QEnsemble(5, 3, [16, 16], 2, layer_norm=layer_norm)
+    features, actions = torch.randn(4, 5, requires_grad=True), torch.randn(4, 7, 3)
+    out = q.multi(features, actions)
+    ref = q(features.repeat_interleave(7, dim=0), actions.reshape(28, 3)).view(2, 4, 7)
+    torch.testing.assert_close(out, ref)
+    grads = torch.autograd.grad(out.square().sum(), [features, *q.parameters()])
+    ref_grads = torch.autograd.grad(ref.square().sum(), [features, *q.parameters()])
+    for g, r in zip(grads, ref_grads):
+        torch.testing.assert_close(g, r)
+
+
+def test_frozen_forward_equals_functional_call_with_detached_parameters():
+    torch.manual_seed(0)
+    q = QEnsemble(5, 3, [16, 16], 3, layer_norm=True)
+    features, action = torch.randn(6, 5), torch.randn(6, 3, requires_grad=True)
+    for members in (None, slice(0, 1), slice(1, 3)):
+        params = {n: p.detach() if members is None else p.detach()[members] for n, p in q.named_parameters()}
+        ref = torch.func.functional_call(q, params, (features, action))
+        out = q.frozen_forward(features, action, members=members)
+        torch.testing.assert_close(out, ref)
+        out.sum().backward()
+        assert all(p.grad is None for p in q.parameters()) and action.grad is not None
+    v = VEnsemble(5, [8], 2)
+    torch.testing.assert_close(v.frozen_forward(features), v(features))
