@@ -408,6 +408,13 @@ class EpisodeStore:
                 a.resize((e,))
         return cut
 
+    def _recover_interrupted_commit(self) -> RecoveryReport:
+        """After a commit cut short in this process (Ctrl-C): re-read the index from disk, then recover as
+        opening for append does. Before the commit point the episode's rows go; past it the episode stays
+        and its statistics and info are completed."""
+        self._load_index()
+        return self._recover()
+
     def _recover(self) -> RecoveryReport:
         report = RecoveryReport()
         for partial in self.path.rglob("*.partial"):

@@ -39,6 +39,7 @@ class EpisodeWriter:
         self.flush_steps = flush_steps
         self.validate = validate
         self._active = False
+        self._committing = False   # inside the store's commit (see discard)
         self._meta: dict[str, Any] = {}
         self._buffer: dict[str, list[np.ndarray]] = {}
         self._flushed = 0
@@ -120,17 +121,25 @@ class EpisodeWriter:
             return -1
         self._flush()
         self._fill_missing_sources()
+        self._committing = True
         index = self.store._commit_episode(self._steps, {**self._meta, **meta, "success": bool(success)},
                                            self._pending_stats)
-        self._active = False
+        self._committing = self._active = False
         return index
 
     def discard(self) -> None:
-        """Drop the active episode, including steps flushed to disk and the rows of a commit cut short (Ctrl-C)."""
+        """Drop the active episode, including steps flushed to disk.
+
+        After a commit cut short (Ctrl-C inside :meth:`end`) the store recovers instead: the episode goes if the
+        commit had not reached ``meta/episode_ends``, else it stays (committed) with its statistics completed.
+        """
         if not self._active:
             return
-        self.store._truncate_uncommitted()
-        self._active = False
+        if self._committing:
+            self.store._recover_interrupted_commit()
+        else:
+            self.store._truncate_uncommitted()
+        self._committing = self._active = False
         self._buffer = {}
         self._pending_stats = {}
 

@@ -13,6 +13,7 @@ import pytest
 import zarr
 
 from robot_learning.data.store import EpisodeStore, StoreError
+from robot_learning.data.tools.verify import verify
 from robot_learning.spec import SpecError
 from tests.helpers import toy_episode, toy_spec, write_toy_store
 
@@ -55,7 +56,29 @@ def test_discard_and_append_after_reopen(tmp_path):
     assert np.array_equal(store.episode(1).action, actions[:3])
 
 
-def test_a_commit_cut_short_by_ctrl_c_is_discarded_whole_on_close(tmp_path, monkeypatch):
+def _interrupt_ends_write(store, monkeypatch):
+    """Ctrl-C after the meta rows, before the commit point (the episode_ends write)."""
+    real = type(store._ends_array).resize
+
+    def interrupted(array, shape):
+        if array.path.endswith("episode_ends"):
+            raise KeyboardInterrupt
+        return real(array, shape)
+
+    monkeypatch.setattr(type(store._ends_array), "resize", interrupted)
+
+
+def _interrupt_stats_merge(store, monkeypatch):
+    """Ctrl-C past the commit point, while the statistics and info are brought up to date."""
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(store, "_merge_stats", interrupted)
+
+
+@pytest.mark.parametrize("interrupt, lengths", [(_interrupt_ends_write, [5]), (_interrupt_stats_merge, [5, 6])],
+                         ids=["before_commit_point", "after_commit_point"])
+def test_a_commit_cut_short_by_ctrl_c_leaves_a_consistent_store_on_close(tmp_path, monkeypatch, interrupt, lengths):
     write_toy_store(tmp_path / "s.zarr", lengths=(5,), terminal_last=(True,)).close()
     store = EpisodeStore.open(tmp_path / "s.zarr", mode="a")
     obs, actions, _ = toy_episode(9, 6)
@@ -63,22 +86,15 @@ def test_a_commit_cut_short_by_ctrl_c_is_discarded_whole_on_close(tmp_path, monk
     w.begin()
     for t in range(6):
         w.add_step(obs[t], actions[t], reward=1.0)
-    real = type(store._ends_array).resize
-
-    def interrupted(array, shape):      # Ctrl-C after the meta rows, before the commit point (episode_ends)
-        if array.path.endswith("episode_ends"):
-            raise KeyboardInterrupt
-        return real(array, shape)
-
-    monkeypatch.setattr(type(store._ends_array), "resize", interrupted)
+    interrupt(store, monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         w.end(success=True)
     monkeypatch.undo()
-    assert store.pending_leftover()                 # data and meta rows of the torn commit are on disk
     w.close()                                       # what the recorder does on its way out
-    assert store.pending_leftover() == {} and store.episode_lengths.tolist() == [5]
+    assert store.pending_leftover() == {} and store.episode_lengths.tolist() == lengths
     store.close()
-    assert EpisodeStore.open(tmp_path / "s.zarr").episode_lengths.tolist() == [5]
+    assert verify(tmp_path / "s.zarr").ok           # statistics and info agree with the committed episodes
+    assert EpisodeStore.open(tmp_path / "s.zarr").episode_lengths.tolist() == lengths
 
 
 def test_stats_match_numpy_and_survive_reopen(tmp_path):
