@@ -19,17 +19,13 @@ import numpy as np
 from robot_learning.data.store import EpisodeStore
 from robot_learning.demo.stages import POLICIES, Layout
 
-#: Stage states in the report.
-STATES = ("pending", "running", "done", "failed", "interrupted")
-
-
 @dataclass
 class StageRecord:
     """What happened in one stage."""
 
     name: str
     title: str
-    status: str = "pending"
+    status: str = "pending"     # pending | running | done | failed | interrupted
     seconds: float = 0.0
     commands: list[str] = field(default_factory=list)
     exit_code: int | None = None
@@ -164,7 +160,7 @@ def plot_success_by_stage(metrics: Mapping[str, Any], path: Path) -> Path | None
 
 
 # ------------------------------------------------------------------------------ markdown
-def _pct(v: float | None) -> str:
+def percent(v: float | None) -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.0%}"
 
 
@@ -189,7 +185,7 @@ def markdown(layout: Layout, stages: Sequence[StageRecord], metrics: Mapping[str
     lines += [f"| {s.name} | {s.status} | {s.seconds:.0f} |" for s in stages]
     lines += ["", "## Success rate per stage", "",
               "| | teleop data | offline policy (deployed) | fine-tuned policy (deployed) |", "|---|---|---|---|",
-              "| success rate | " + " | ".join(_pct(v) for v in c["success_rates"].values()) + " |", ""]
+              "| success rate | " + " | ".join(percent(v) for v in c["success_rates"].values()) + " |", ""]
     verdict = {True: "yes", False: "**no**", None: "not measured"}
     lines += [f"- fine-tuned online > offline: {verdict[c['online_beats_offline']]}",
               f"- offline > the teleop data's own success rate: {verdict[c['offline_beats_teleop_data']]}", ""]
@@ -197,7 +193,7 @@ def markdown(layout: Layout, stages: Sequence[StageRecord], metrics: Mapping[str
     data = metrics["dataset"]
     if data:
         lines += ["## Dataset (recorded over ROS 2)", "",
-                  f"{data['episodes']} episodes, {data['steps']} steps, success rate {_pct(data['success_rate'])}, "
+                  f"{data['episodes']} episodes, {data['steps']} steps, success rate {percent(data['success_rate'])}, "
                   f"mean length {_num(data['length_mean'], '.1f')} steps.", ""]
         lines += _image(root, layout.dataset_plots / "lengths.png", "episode lengths")
         lines += _image(root, next(iter(sorted(layout.dataset_plots.glob("frames_*.png"))), None), "camera frames")
@@ -214,14 +210,14 @@ def markdown(layout: Layout, stages: Sequence[StageRecord], metrics: Mapping[str
     if train:
         lines += ["## Learning (simulator evaluations)", "", "| phase | success rate | normalised score | wall time (s) |",
                   "|---|---|---|---|"]
-        lines += [f"| {p} | {_pct(t['success_rate'])} | {_num(t['normalized_score'], '.1f')} | "
+        lines += [f"| {p} | {percent(t['success_rate'])} | {_num(t['normalized_score'], '.1f')} | "
                   f"{_num(t['wall_time_s'], '.0f')} |" for p, t in train]
         lines += [""] + _image(root, root / "learning_curve.png", "learning curve")
     deployed = [(p, metrics["deployed"][p]) for p in POLICIES if metrics["deployed"][p]]
     if deployed:
         lines += ["## Deployment over ROS 2 (policy node + simulated robot)", "",
                   "| policy | episodes | success rate | mean length | inference p99 (ms) |", "|---|---|---|---|---|"]
-        lines += [f"| {p} | {d['episodes']} | {_pct(d['success_rate'])} | {_num(d['length_mean'], '.1f')} | "
+        lines += [f"| {p} | {d['episodes']} | {percent(d['success_rate'])} | {_num(d['length_mean'], '.1f')} | "
                   f"{_num((d['inference_ms'] or {}).get('p99'), '.3f')} |" for p, d in deployed]
         lines += [""] + _image(root, layout.deploy_frames("online"), "camera frames of a deployed rollout")
     lines += ["## Commands", ""]

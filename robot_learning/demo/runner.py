@@ -126,9 +126,9 @@ def run(cfg: Any) -> int:
             if failed:
                 status, code = f"failed at {stage.name} (exit code {record.exit_code})", 1
         record.seconds = time.monotonic() - began
-        report.write(layout, records, status if code else "running", info, time.monotonic() - start)
-        if code:
+        if code or i == len(stages):
             break
+        report.write(layout, records, "running", info, time.monotonic() - start)
     summary = report.write(layout, records, status, info, time.monotonic() - start)
     _print_outcome(con, summary, root)
     return code
@@ -137,5 +137,5 @@ def run(cfg: Any) -> int:
 def _print_outcome(con: Any, summary: dict[str, Any], root: Path) -> None:
     rates = summary["claims"]["success_rates"]
     con.rule("[bold]demo " + summary["status"])
-    con.print("success rate: " + ", ".join(f"{k.replace('_', ' ')} {report._pct(v)}" for k, v in rates.items()))
+    con.print("success rate: " + ", ".join(f"{k.replace('_', ' ')} {report.percent(v)}" for k, v in rates.items()))
     con.print(f"report: {root / 'report.md'} (summary.json, PNGs beside it); {summary['wall_time_s'] / 60:.1f} min")

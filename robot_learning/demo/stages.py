@@ -6,15 +6,12 @@ reward model's hash), so a stage builds its commands when it starts.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from robot_learning.demo.config import DemoConfig
 
-#: The reward source a Bradley-Terry model writes is named ``<prefix>_<model hash>`` (reward_models/bt_model.py).
-REWARD_SOURCE_PREFIX = "vlm_pref"
 #: The two policies the demo exports and deploys, in pipeline order.
 POLICIES = ("offline", "online")
 
@@ -55,9 +52,10 @@ class Layout:
         return self.root / "deploy" / f"{phase}_frames.png"
 
     def reward_source(self) -> str:
-        """The reward source the trained reward model wrote into the store."""
-        meta = self.reward_model / "model.json"
-        return f"{REWARD_SOURCE_PREFIX}_{json.loads(meta.read_text())['hash']}"
+        """The reward source the trained reward model wrote into the store (named by the model itself)."""
+        from reward_models.model import load_model  # reward_models builds on robot_learning: import when needed
+
+        return load_model(self.reward_model, device="cpu").source_name
 
 
 @dataclass(frozen=True)
