@@ -4,6 +4,7 @@
     python benchmarks/scores.py              # full profile for a workstation: paper-sized networks, 3 seeds
     python benchmarks/scores.py --quick --algos iql,calql --seeds 0,1
     python benchmarks/scores.py --profile suite --threads 1   # the issue-4 suite: ~50 min of one CPU core
+    python benchmarks/scores.py --profile long --threads 1    # its failures at 4x the budget, official widths
 
 Each task's dataset is generated once (``sim.generate_dataset`` at the profile's tier) and cached under
 results/tmp/scores/data; each (algorithm, task, seed) is one run of the training runtime (offline phase on
@@ -14,12 +15,14 @@ task's expert reference), the deterministic policy's last evaluation of each pha
 CORL reports both and warns they differ).
 
 Results: results/scores.json and results/scores.md (mean +- std over seeds) and results/curves/<task>.png
-(learning curves: mean over seeds, offline then online, one line per algorithm).
+(learning curves: mean over seeds, offline then online, one line per algorithm) for the suite; other profiles
+write results/scores_<profile>.{json,md} and results/curves/<profile>/<task>.png.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import logging
@@ -162,6 +165,24 @@ def task_family(task: str) -> str:
     return task_kind(load_spec(task)).family
 
 
+def generated_path(label: str, ds: Dataset) -> Path:
+    """Where entry ``label``'s generated (uncorrupted) dataset is cached."""
+    return WORK_DIR / "data" / f"{sim_task(label, ds)}_{ds.tier}_{ds.episodes}.zarr"
+
+
+def behaviour_score(label: str, ds: Dataset) -> float | None:
+    """The data's own score: mean normalised return of the generated episodes (None without reference returns).
+
+    Read from the uncorrupted store with the task's default reward, so a corrupted entry shows its clean source.
+    """
+    from robot_learning.data.store import EpisodeStore
+
+    with EpisodeStore.open(dataset_path(label, dataclasses.replace(ds, corrupt=None))) as store:
+        returns = np.add.reduceat(store.reward(), store.episode_starts)
+        scores = store.spec.normalized_score(returns)
+    return None if scores is None else float(np.mean(scores))
+
+
 def dataset_path(label: str, ds: Dataset) -> Path:
     """The cached dataset of entry ``label`` (generated on first use, seed 0; corrupted copies from it).
 
@@ -169,7 +190,7 @@ def dataset_path(label: str, ds: Dataset) -> Path:
     stack (triton, on the first Adam) in a process that has rendered crashes it (LLVM clash with Mesa).
     """
     task = sim_task(label, ds)
-    path = WORK_DIR / "data" / f"{task}_{ds.tier}_{ds.episodes}.zarr"
+    path = generated_path(label, ds)
     if not (path / "zarr.json").exists():
         subprocess.run([sys.executable, "-m", "robot_learning.cli", "dataset", "generate", f"task={task}",
                         f"tier={ds.tier}", f"episodes={ds.episodes}", "seed=0", f"out={path}", "overwrite=true"],
@@ -222,6 +243,31 @@ PROFILES["suite"] = Profile(
                                          algo_overrides=RIQL_OBS_HOPPER, algos=("iql", "riql"), online=False)},
     algos=O2O, seeds=(0, 1, 2), offline_steps=2500, online_steps=2500, eval_every=250, eval_episodes=5,
     algo_overrides=SUITE_SMALL, scale_protocol=True)
+
+
+#: The long profile's networks: the official widths (256-256) for IQL, FamO2O and RIQL; Uni-O4 with 256-256 critics
+#: instead of its 1024-1024 Q and 512x3 V, 200-step OPE rollouts (its sparse-task setting) and 512 x 2 rollouts;
+#: RO2O keeps the suite's 64-64 x 5 critics (at its official 256x3 x 10 critics one run would take hours here).
+LONG_NETS = {
+    "unio4": ("algo.q_hidden=[256,256]", "algo.value_hidden=[256,256]", "algo.ope_rollout_steps=200",
+              "algo.num_minibatches=8", "online.rollout_steps=512", "online.num_envs=2"),
+    "ro2o": SMALL["ro2o"],
+}
+
+#: The suite's failures at 4x its budget with the official network widths: hopper (the collapse after the switch
+#: of IQL and FamO2O at 64-64), RIQL vs IQL on the corrupted hopper data, Uni-O4 on arm_reach (no success in the
+#: suite). ~1 h on two cores (two processes with --seeds / --tasks subsets).
+PROFILES["long"] = Profile(
+    tasks={"hopper": PROFILES["suite"].tasks["hopper"],
+           "hopper_obs_corrupt": PROFILES["suite"].tasks["hopper_obs_corrupt"],
+           "arm_reach": Dataset("mixed", 100, algos=("iql", "unio4"))},
+    algos=O2O, seeds=(0, 1, 2), offline_steps=10_000, online_steps=10_000, eval_every=1000, eval_episodes=10,
+    algo_overrides=LONG_NETS, scale_protocol=True)
+
+
+def result_name(profile: str) -> str:
+    """Result files of a profile: the issue's suite writes scores.{json,md} and curves/, others scores_<profile>."""
+    return "scores" if profile == "suite" else f"scores_{profile}"
 
 
 def schedule_overrides(algo: str, offline_steps: int) -> tuple[str, ...]:
@@ -391,7 +437,7 @@ def claims(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the minutes-on-a-CPU profile (= --profile quick)")
-    parser.add_argument("--profile", choices=sorted(PROFILES), help="quick | suite | full (default: full)")
+    parser.add_argument("--profile", choices=sorted(PROFILES), help="quick | suite | long | full (default: full)")
     parser.add_argument("--algos", help="comma-separated subset of the profile's algorithms")
     parser.add_argument("--tasks", help="comma-separated subset of the profile's tasks")
     parser.add_argument("--seeds", help="comma-separated seeds (default: the profile's)")
@@ -429,7 +475,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     o2o_rows = [r for r in rows if r["online_score"] is not None]
     offline_rows = [r for r in rows if r["online_score"] is None and r["offline_score"] is not None
                     and r["algo"] in ("iql", "riql")]
-    curves = plot_curves(o2o_rows, profile.offline_steps, RESULTS_DIR / "curves")
+    stem = result_name(name)
+    curves = plot_curves(o2o_rows, profile.offline_steps,
+                         RESULTS_DIR / "curves" / ("" if stem == "scores" else name))
     agg = aggregate(rows)
     verdicts = claims(rows)
     worst = {(c["algo"], c["task"]): c for c in verdicts["o2o"]}
@@ -452,8 +500,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sections.append(("RIQL vs IQL on corrupted data (offline only, last evaluation)",
                          markdown_table(off_table, ["algo", "dataset", "seeds", "offline score", "wall time (s)"])))
     sections.append(("Claims", claims_text(verdicts)))
-    sections.append(("Learning curves", "\n".join(f"![{p.stem}](curves/{p.name})" for p in curves)))
-    write_results("scores", {"profile": name, "setup": setup_text(name, profile, tasks), "runs": rows,
+    sections.append(("Learning curves", "\n".join(f"![{p.stem}]({p.relative_to(RESULTS_DIR)})" for p in curves)))
+    write_results(stem, {"profile": name, "setup": setup_text(name, profile, tasks), "runs": rows,
                              "aggregate": agg, "claims": verdicts}, sections)
     return 0
 
@@ -467,6 +515,9 @@ def setup_text(name: str, profile: Profile, tasks: Sequence[str]) -> str:
         extra += list(ds.overrides)
         if not ds.online:
             extra.append("offline only")
+        data = behaviour_score(t, ds)
+        if data is not None:
+            extra.append(f"data score {data:.1f}")
         return f"{t} {ds.tier} x{ds.episodes}" + (f" ({'; '.join(extra)})" if extra else "")
 
     return (f"profile `{name}`: {profile.offline_steps} offline updates, then {profile.online_steps} online env "
