@@ -44,7 +44,7 @@ class _Recorder(TorchDispatchMode):
         super().__init__()
         self.products: list[Product] = []
 
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001 - dispatch protocol
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         count = PRODUCTS.get(func)
         if count is not None:
             tensors = args[:count]

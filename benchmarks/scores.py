@@ -505,7 +505,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sections.append(("Claims", claims_text(verdicts)))
     sections.append(("Learning curves", "\n".join(f"![{p.stem}]({p.relative_to(RESULTS_DIR)})" for p in curves)))
     write_results(stem, {"profile": name, "setup": setup_text(name, profile, tasks), "runs": rows,
-                             "aggregate": agg, "claims": verdicts}, sections)
+                         "aggregate": agg, "claims": verdicts}, sections)
     return 0
 
 

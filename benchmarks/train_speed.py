@@ -32,10 +32,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import torch
-
 import common
 import gemm_floor
+import torch
+
 from robot_learning.algos.base import Algorithm, make_algorithm
 from robot_learning.data.tensors import TransitionData
 from robot_learning.spec import TaskSpec
@@ -108,7 +108,7 @@ def floor_rows(cases: list[str], threads: list[int], data: TransitionData,
         algo, prepared = ours(case, data, False)
         batch = prepared.sample(BATCH)
         algo.update(batch)
-        products = gemm_floor.capture(lambda: algo.update(batch), FLOOR_UPDATES)
+        products = gemm_floor.capture(lambda algo=algo, batch=batch: algo.update(batch), FLOOR_UPDATES)
         gflop = sum(p.flops for p in products) / FLOOR_UPDATES / 1e9
         for t in threads:
             floor = FLOOR_UPDATES / gemm_floor.floor_seconds(products, t)
@@ -132,7 +132,7 @@ def ensure_venv() -> Path:
     """The d3rlpy virtualenv's python, created and installed on first use."""
     python = VENV / "bin" / "python"
     check = [str(python), "-c", "import d3rlpy, torch; print(d3rlpy.__version__, torch.__version__)"]
-    if python.exists() and subprocess.run(check, capture_output=True).returncode == 0:
+    if python.exists() and subprocess.run(check, capture_output=True, check=False).returncode == 0:
         return python
     log.info("creating %s with %s", VENV, " ".join(D3RLPY_REQUIREMENTS))
     subprocess.run([getattr(sys, "_base_executable", sys.executable), "-m", "venv", str(VENV)], check=True)
@@ -224,7 +224,8 @@ def main() -> None:
     for case in cases:
         for t in threads:
             for mode, table in (("loop", rows), ("update", update_rows)):
-                get = lambda impl: ups.get(f"{impl}|{case}|{t}|{mode}")  # noqa: E731
+                def get(impl: str, case: str = case, t: int = t, mode: str = mode) -> float | None:
+                    return ups.get(f"{impl}|{case}|{t}|{mode}")
                 row = {"learner": case, "threads": t, "ours eager": get("ours-eager"),
                        "ours compiled": get("ours-compiled") or "", "d3rlpy 2.8.1": get("d3rlpy") or ""}
                 if worker is not None:

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-import gemm_floor  # noqa: E402
+import gemm_floor
 
 
 def test_capture_records_forward_and_backward_products_with_their_flops():
