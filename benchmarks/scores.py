@@ -483,13 +483,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                          RESULTS_DIR / "curves" / ("" if stem == "scores" else name))
     agg = aggregate(rows)
     verdicts = claims(rows)
-    worst = {(c["algo"], c["task"]): c for c in verdicts["o2o"]}
-    o2o_table = [{**a, "delta": "-" if worst[(a["algo"], a["task"])]["delta"] is None
-                  else f"{worst[(a['algo'], a['task'])]['delta']:+.1f}",
-                  "worst drop": "-" if worst[(a["algo"], a["task"])]["worst_early_drop"] is None
-                  else f"{worst[(a['algo'], a['task'])]['worst_early_drop']:.1f}"}
-                 for a in agg if (a["algo"], a["task"]) in worst]
-    sections = [("Setup", setup_text(name, profile, tasks)),
+    verdict_of = {(c["algo"], c["task"]): c for c in verdicts["o2o"]}
+
+    def fmt(value: float | None, spec: str) -> str:
+        return "-" if value is None else format(value, spec)
+
+    o2o_table = [{**a, "delta": fmt(v["delta"], "+.1f"), "worst drop": fmt(v["worst_early_drop"], ".1f")}
+                 for a in agg if (v := verdict_of.get((a["algo"], a["task"]))) is not None]
+    setup = setup_text(name, profile, tasks)
+    sections = [("Setup", setup),
                 ("Normalised score (last evaluation), offline -> after the online budget",
                  "drop (first 10%) = offline score minus the worst online evaluation in the first 10 % of the online "
                  "budget (Uni-O4, which evaluates after whole rollouts: its first online evaluation); mean ± std over "
@@ -504,7 +506,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                          markdown_table(off_table, ["algo", "dataset", "seeds", "offline score", "wall time (s)"])))
     sections.append(("Claims", claims_text(verdicts)))
     sections.append(("Learning curves", "\n".join(f"![{p.stem}]({p.relative_to(RESULTS_DIR)})" for p in curves)))
-    write_results(stem, {"profile": name, "setup": setup_text(name, profile, tasks), "runs": rows,
+    write_results(stem, {"profile": name, "setup": setup, "runs": rows,
                          "aggregate": agg, "claims": verdicts}, sections)
     return 0
 

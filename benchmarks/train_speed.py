@@ -99,24 +99,28 @@ def ours_runner(algo: Algorithm, data: TransitionData, threads: int, steps: int,
     return run
 
 
-def floor_rows(cases: list[str], threads: list[int], data: TransitionData,
+def key(impl: str, case: str, threads: int, mode: str) -> str:
+    """The name of one timed case: implementation (ours-eager | ours-compiled | d3rlpy), learner, threads, mode."""
+    return f"{impl}|{case}|{threads}|{mode}"
+
+
+def floor_rows(eager: dict[str, tuple[Algorithm, TransitionData]], threads: list[int],
                ups: dict[str, float]) -> tuple[list[dict], dict[tuple[str, int], float]]:
-    """Per case and thread count: our update's matrix products replayed alone (gemm_floor), the updates/s bound
-    they give, and how far that bound is from d3rlpy's measured rate (the largest speed-up the maths allows)."""
+    """Per case (its eager learner and data, as timed) and thread count: our update's matrix products replayed
+    alone (gemm_floor), the updates/s bound they give, and how far that bound is from d3rlpy's measured rate (the
+    largest speed-up the maths allows)."""
     rows, floors = [], {}
-    for case in cases:
-        algo, prepared = ours(case, data, False)
+    for case, (algo, prepared) in eager.items():
         batch = prepared.sample(BATCH)
-        algo.update(batch)
         products = gemm_floor.capture(lambda algo=algo, batch=batch: algo.update(batch), FLOOR_UPDATES)
         gflop = sum(p.flops for p in products) / FLOOR_UPDATES / 1e9
         for t in threads:
             floor = FLOOR_UPDATES / gemm_floor.floor_seconds(products, t)
             floors[case, t] = floor
-            best = max(ups.get(f"ours-{label}|{case}|{t}|loop") or 0.0 for label in ("eager", "compiled"))
+            best = max(ups.get(key(f"ours-{label}", case, t, "loop")) or 0.0 for label in ("eager", "compiled"))
             row = {"learner": case, "threads": t, "GFLOP per update": gflop, "GEMM GFLOP/s": gflop * floor,
                    "floor updates/s": floor, "ours (best)": best, "ours / floor": best / floor}
-            d3rlpy = ups.get(f"d3rlpy|{case}|{t}|loop")
+            d3rlpy = ups.get(key("d3rlpy", case, t, "loop"))
             if d3rlpy:
                 row["d3rlpy 2.8.1"] = d3rlpy
                 row["largest ratio (floor / d3rlpy)"] = floor / d3rlpy
@@ -196,28 +200,30 @@ def main() -> None:
     runners: dict[str, Callable[[], None]] = {}
     steps_of: dict[str, int] = {}
     cpu: dict[str, list[float]] = {}
+    eager: dict[str, tuple[Algorithm, TransitionData]] = {}
     for case in cases:
         steps = max(2, CASES[case][3] // (2 if args.quick else 1))
         variants = [("eager", False)] + ([("compiled", True)] if compiled else [])
         built = {label: ours(case, data, flag) for label, flag in variants}
+        eager[case] = built["eager"]
         for t in threads:
             for mode in ("loop", "update"):
                 for label, (algo, prepared) in built.items():
-                    key = f"ours-{label}|{case}|{t}|{mode}"
-                    runners[key] = ours_runner(algo, prepared, t, steps, mode, cpu.setdefault(key, []))
+                    name = key(f"ours-{label}", case, t, mode)
+                    runners[name] = ours_runner(algo, prepared, t, steps, mode, cpu.setdefault(name, []))
+                    steps_of[name] = steps
                 if worker is not None:
-                    key = f"d3rlpy|{case}|{t}|{mode}"
-                    runners[key] = worker.runner(CASES[case][2], t, steps, mode, cpu.setdefault(key, []))
-                for key in [k for k in runners if k.endswith(f"|{case}|{t}|{mode}")]:
-                    steps_of[key] = steps
+                    name = key("d3rlpy", case, t, mode)
+                    runners[name] = worker.runner(CASES[case][2], t, steps, mode, cpu.setdefault(name, []))
+                    steps_of[name] = steps
     log.info("timing %d cases x %d rounds (after 1 warm-up round)", len(runners), rounds)
     times = common.interleaved(runners, repeats=rounds, warmup=1)
     if worker is not None:
         worker.close()
 
-    ups = {key: steps_of[key] / statistics.median(ts) for key, ts in times.items()}
+    ups = {name: steps_of[name] / statistics.median(ts) for name, ts in times.items()}
     # updates per CPU-second (warm-up call excluded): robust to time slicing on a busy machine at 1 thread
-    ups_cpu = {key: steps_of[key] / statistics.median(ts[1:]) for key, ts in cpu.items()}
+    ups_cpu = {name: steps_of[name] / statistics.median(ts[1:]) for name, ts in cpu.items()}
     results = {"alloc_tuning": alloc_tuned, "updates_per_second": ups, "updates_per_cpu_second": ups_cpu,
                "seconds": times, "cpu_seconds": cpu}
     rows, update_rows = [], []
@@ -225,34 +231,34 @@ def main() -> None:
         for t in threads:
             for mode, table in (("loop", rows), ("update", update_rows)):
                 def get(impl: str, case: str = case, t: int = t, mode: str = mode) -> float | None:
-                    return ups.get(f"{impl}|{case}|{t}|{mode}")
+                    return ups.get(key(impl, case, t, mode))
                 row = {"learner": case, "threads": t, "ours eager": get("ours-eager"),
                        "ours compiled": get("ours-compiled") or "", "d3rlpy 2.8.1": get("d3rlpy") or ""}
                 if worker is not None:
                     best = max(v for v in (get("ours-eager"), get("ours-compiled")) if v)
                     row["ratio (eager)"] = get("ours-eager") / get("d3rlpy")
                     row["ratio (best)"] = best / get("d3rlpy")
-                    cpu_best = max(ups_cpu[k] for k in (f"ours-eager|{case}|{t}|{mode}",
-                                                        f"ours-compiled|{case}|{t}|{mode}") if k in ups_cpu)
-                    row["ratio (CPU time)"] = cpu_best / ups_cpu[f"d3rlpy|{case}|{t}|{mode}"]
+                    cpu_best = max(ups_cpu[k] for k in (key("ours-eager", case, t, mode),
+                                                        key("ours-compiled", case, t, mode)) if k in ups_cpu)
+                    row["ratio (CPU time)"] = cpu_best / ups_cpu[key("d3rlpy", case, t, mode)]
                     if case in TARGETS and mode == "loop":
                         row["target"] = f">= {TARGETS[case]}x"
                         row["met"] = "yes" if row["ratio (best)"] >= TARGETS[case] else "no"
                 table.append(row)
-    floor_table, floors = floor_rows(cases, threads, data, ups)
+    floor_table, floors = floor_rows(eager, threads, ups)
     results["floor"] = floor_table
     cost_rows = []
     if "sac" in cases and "sac_n10" in cases:
         for t in threads:
             for impl in ("ours-eager", "ours-compiled", "d3rlpy"):
-                if f"{impl}|sac|{t}|loop" in ups:
-                    ratio = ups[f"{impl}|sac|{t}|loop"] / ups[f"{impl}|sac_n10|{t}|loop"]
-                    cpu_ratio = ups_cpu[f"{impl}|sac|{t}|loop"] / ups_cpu[f"{impl}|sac_n10|{t}|loop"]
+                sac, sac_n = key(impl, "sac", t, "loop"), key(impl, "sac_n10", t, "loop")
+                if sac in ups:
+                    ratio = ups[sac] / ups[sac_n]
+                    cpu_ratio = ups_cpu[sac] / ups_cpu[sac_n]
                     ours_impl = impl != "d3rlpy"
                     met = max(ratio, cpu_ratio) <= SAC_N_COST_TARGET
-                    cost_rows.append({"implementation": impl, "threads": t,
-                                      "SAC N=2 updates/s": ups[f"{impl}|sac|{t}|loop"],
-                                      "SAC-N N=10 updates/s": ups[f"{impl}|sac_n10|{t}|loop"], "cost N=10 / N=2": ratio,
+                    cost_rows.append({"implementation": impl, "threads": t, "SAC N=2 updates/s": ups[sac],
+                                      "SAC-N N=10 updates/s": ups[sac_n], "cost N=10 / N=2": ratio,
                                       "cost (CPU time)": cpu_ratio,
                                       "target": f"<= {SAC_N_COST_TARGET}x" if ours_impl else "",
                                       "met": ("yes" if met else "no") if ours_impl else ""})

@@ -1,4 +1,5 @@
-"""The demo's configuration: configs/demo.yaml plus a scale preset from configs/scale/ (each key documented there)."""
+"""The demo's configuration: configs/demo.yaml, whose ``scales`` mapping holds the scale presets (each key
+documented there)."""
 
 from __future__ import annotations
 

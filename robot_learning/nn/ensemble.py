@@ -122,23 +122,22 @@ class QEnsemble(nn.Module):
         self.net = ensemble_mlp(ensemble_size, feature_dim + action_dim, hidden, 1, act=act, layer_norm=layer_norm,
                                 dropout=dropout, init=init)
 
-    def forward(self, features: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+    @staticmethod
+    def inputs(features: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """[s, a]: (N, F + A) shared by all members, or (E, N, F + A) when either side is per member."""
         if features.dim() == 2 and action.dim() == 3:
             features = features.expand(action.shape[0], *features.shape)
         elif features.dim() == 3 and action.dim() == 2:
             action = action.expand(features.shape[0], *action.shape)
-        return self.net(torch.cat([features, action], dim=-1)).squeeze(-1)
+        return torch.cat([features, action], dim=-1)
+
+    def forward(self, features: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        return self.net(self.inputs(features, action)).squeeze(-1)
 
     def frozen_forward(self, features: torch.Tensor, action: torch.Tensor, members: slice | None = None) -> torch.Tensor:
         """``self(features, action)`` with detached parameters (optionally ``members`` only): gradients reach the
         inputs, never the critic (the actor's loss); see :func:`robot_learning.algos.common.frozen`."""
-        e = self.ensemble_size if members is None else len(range(self.ensemble_size)[members])
-        if features.dim() == 3 or action.dim() == 3:
-            if features.dim() == 2:
-                features = features.expand(e, *features.shape)
-            if action.dim() == 2:
-                action = action.expand(e, *action.shape)
-        return frozen_ensemble_forward(self.net, torch.cat([features, action], dim=-1), members).squeeze(-1)
+        return frozen_ensemble_forward(self.net, self.inputs(features, action), members).squeeze(-1)
 
     def multi(self, features: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Q_e(s_b, a_bm) for M actions per state: features (B, F), actions (B, M, A) -> (E, B, M).
