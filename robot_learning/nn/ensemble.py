@@ -15,10 +15,17 @@ from torch.nn import functional as F
 
 from robot_learning.nn.init import get_scheme, init_layer_
 from robot_learning.nn.mlp import activation
+from robot_learning.nn.precision import full_precision
 
 
-def ensemble_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """x (E, N, in) or shared (N, in), weight (E, in, out), bias (E, 1, out) -> (E, N, out): one batched matmul."""
+def ensemble_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, output: bool = False) -> torch.Tensor:
+    """x (E, N, in) or shared (N, in), weight (E, in, out), bias (E, 1, out) -> (E, N, out): one batched matmul.
+
+    An ``output`` layer is computed in float32 even under mixed precision (robot_learning.nn.precision).
+    """
+    if output and torch.is_autocast_enabled(x.device.type):
+        with full_precision(x.device):
+            return ensemble_linear(x.float(), weight, bias)
     if x.dim() == 2:
         x = x.unsqueeze(0).expand(weight.shape[0], -1, -1)
     if weight.shape[-1] == 1:
@@ -33,7 +40,7 @@ def frozen_ensemble_forward(net: nn.Sequential, x: torch.Tensor, members: slice 
     pick = (lambda p: p.detach()) if members is None else (lambda p: p.detach()[members])
     for layer in net:
         if isinstance(layer, EnsembleLinear):
-            x = ensemble_linear(x, pick(layer.weight), pick(layer.bias))
+            x = ensemble_linear(x, pick(layer.weight), pick(layer.bias), layer.output)
         elif isinstance(layer, EnsembleLayerNorm):
             x = torch.addcmul(pick(layer.bias), F.layer_norm(x, x.shape[-1:], eps=layer.eps), pick(layer.weight))
         elif next(layer.parameters(recurse=True), None) is None:
@@ -44,13 +51,17 @@ def frozen_ensemble_forward(net: nn.Sequential, x: torch.Tensor, members: slice 
 
 
 class EnsembleLinear(nn.Module):
-    """E independent linear layers: (E, N, in) -> (E, N, out); a shared (N, in) input is broadcast."""
+    """E independent linear layers: (E, N, in) -> (E, N, out); a shared (N, in) input is broadcast.
 
-    def __init__(self, ensemble_size: int, in_features: int, out_features: int):
+    ``output=True`` marks a network's last layer, computed in float32 under mixed precision.
+    """
+
+    def __init__(self, ensemble_size: int, in_features: int, out_features: int, output: bool = False):
         super().__init__()
         self.ensemble_size = ensemble_size
         self.in_features = in_features
         self.out_features = out_features
+        self.output = output
         self.weight = nn.Parameter(torch.empty(ensemble_size, in_features, out_features))
         self.bias = nn.Parameter(torch.empty(ensemble_size, 1, out_features))
         self.reset_parameters()
@@ -67,10 +78,11 @@ class EnsembleLinear(nn.Module):
                 self.bias[e, 0].copy_(bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return ensemble_linear(x, self.weight, self.bias)
+        return ensemble_linear(x, self.weight, self.bias, self.output)
 
     def extra_repr(self) -> str:
-        return f"ensemble_size={self.ensemble_size}, in_features={self.in_features}, out_features={self.out_features}"
+        return (f"ensemble_size={self.ensemble_size}, in_features={self.in_features}, out_features={self.out_features}"
+                f"{', output=True' if self.output else ''}")
 
 
 class EnsembleLayerNorm(nn.Module):
@@ -88,7 +100,8 @@ class EnsembleLayerNorm(nn.Module):
 
 def ensemble_mlp(ensemble_size: int, in_dim: int, hidden: Sequence[int], out_dim: int, *, act: str = "relu",
                  layer_norm: bool = False, dropout: float = 0.0, init: str = "torch") -> nn.Sequential:
-    """The ensemble counterpart of :func:`robot_learning.nn.mlp.mlp` (same layer order and init schemes)."""
+    """The ensemble counterpart of :func:`robot_learning.nn.mlp.mlp` (same layer order, init schemes and float32
+    output layer)."""
     layers: list[nn.Module] = []
     width = in_dim
     for h in hidden:
@@ -101,7 +114,7 @@ def ensemble_mlp(ensemble_size: int, in_dim: int, hidden: Sequence[int], out_dim
         if dropout > 0:
             layers.append(nn.Dropout(dropout))
         width = h
-    linear = EnsembleLinear(ensemble_size, width, out_dim)
+    linear = EnsembleLinear(ensemble_size, width, out_dim, output=True)
     linear.reset_parameters(init, output=True)
     layers.append(linear)
     return nn.Sequential(*layers)

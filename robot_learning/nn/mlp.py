@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from torch import nn
 
 from robot_learning.nn.init import get_scheme, init_layer_
+from robot_learning.nn.precision import OutputLinear
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -30,7 +31,8 @@ def mlp(in_dim: int, hidden: Sequence[int], out_dim: int | None, *, act: str = "
     """Linear -> [LayerNorm] -> activation -> [Dropout] per hidden size, then a Linear to ``out_dim``.
 
     With ``out_dim=None`` the network ends after the last hidden block (a trunk for separate heads; its
-    layers are initialised as hidden layers). ``init`` names a scheme of :mod:`robot_learning.nn.init`.
+    layers are initialised as hidden layers). The last Linear is an :class:`OutputLinear` (float32 under mixed
+    precision). ``init`` names a scheme of :mod:`robot_learning.nn.init`.
     """
     scheme = get_scheme(init)
     layers: list[nn.Module] = []
@@ -46,7 +48,7 @@ def mlp(in_dim: int, hidden: Sequence[int], out_dim: int | None, *, act: str = "
             layers.append(nn.Dropout(dropout))
         width = h
     if out_dim is not None:
-        linear = nn.Linear(width, out_dim)
+        linear = OutputLinear(width, out_dim)
         init_layer_(linear.weight, linear.bias, scheme, output=True)
         layers.append(linear)
     return nn.Sequential(*layers)
