@@ -5,6 +5,7 @@
     python benchmarks/scores.py --quick --algos iql,calql --seeds 0,1
     python benchmarks/scores.py --profile suite --threads 1   # the issue-4 suite: ~50 min of one CPU core
     python benchmarks/scores.py --profile long --threads 1    # its failures at 4x the budget, official widths
+    python benchmarks/scores.py --profile long --precision bf16 --algos iql,famo2o,riql   # bf16 mixed precision
 
 Each task's dataset is generated once (``sim.generate_dataset`` at the profile's tier) and cached under
 results/tmp/scores/data; each (algorithm, task, seed) is one run of the training runtime (offline phase on
@@ -16,7 +17,8 @@ CORL reports both and warns they differ).
 
 Results: results/scores.json and results/scores.md (mean +- std over seeds) and results/curves/<task>.png
 (learning curves: mean over seeds, offline then online, one line per algorithm) for the suite; other profiles
-write results/scores_<profile>.{json,md} and results/curves/<profile>/<task>.png.
+write results/scores_<profile>.{json,md} and results/curves/<profile>/<task>.png; ``--precision bf16`` (the
+learners' mixed-precision option, for those that have it) appends ``_bf16`` to both names.
 """
 
 from __future__ import annotations
@@ -268,9 +270,19 @@ PROFILES["long"] = Profile(
     algo_overrides=LONG_NETS, scale_protocol=True)
 
 
-def result_name(profile: str) -> str:
-    """Result files of a profile: the issue's suite writes scores.{json,md} and curves/, others scores_<profile>."""
-    return "scores" if profile == "suite" else f"scores_{profile}"
+def result_name(profile: str, precision: str = "fp32") -> str:
+    """Result files of a profile: the issue's suite in fp32 writes scores.{json,md} and curves/, others
+    scores_<profile>[_<precision>] and curves/<profile>[_<precision>]/."""
+    suffix = "" if precision == "fp32" else f"_{precision}"
+    return "scores" if profile == "suite" and not suffix else f"scores_{profile}{suffix}"
+
+
+def precision_overrides(algo: str, precision: str) -> tuple[str, ...]:
+    """``algo.precision=...`` for a learner with the option (robot_learning.nn.precision); fp32 adds nothing."""
+    from robot_learning.algos.base import ALGORITHMS
+
+    fields = {f.name for f in dataclasses.fields(ALGORITHMS[algo].Config)}
+    return (f"algo.precision={precision}",) if precision != "fp32" and "precision" in fields else ()
 
 
 def schedule_overrides(algo: str, offline_steps: int) -> tuple[str, ...]:
@@ -290,7 +302,7 @@ def protocol_overrides(profile: Profile, algo: str) -> tuple[str, ...]:
     return ("online.capacity=250000", f"online.warmup_steps={max(256, profile.online_steps // 100)}")
 
 
-def run_overrides(profile: Profile, algo: str, label: str, seed: int, data: Path) -> list[str]:
+def run_overrides(profile: Profile, algo: str, label: str, seed: int, data: Path, precision: str = "fp32") -> list[str]:
     from robot_learning.algos.base import ALGORITHMS
 
     ds = profile.tasks[label]
@@ -305,17 +317,18 @@ def run_overrides(profile: Profile, algo: str, label: str, seed: int, data: Path
             f"train.checkpoint_every={max(profile.offline_steps, profile.online_steps)}",
             f"eval.episodes={profile.eval_episodes}", "eval.frames=0", "train.progress=false",
             *FAMILY_OVERRIDES.get((algo, task_family(task)), ()), *profile.algo_overrides.get(algo, ()),
-            *ds.overrides, *dict(ds.algo_overrides).get(algo, ()), *variant]
+            *ds.overrides, *dict(ds.algo_overrides).get(algo, ()), *variant, *precision_overrides(algo, precision)]
 
 
-def run_one(profile: Profile, algo: str, task: str, seed: int, data: Path, profile_name: str) -> dict[str, Any]:
+def run_one(profile: Profile, algo: str, task: str, seed: int, data: Path, profile_name: str,
+            precision: str = "fp32") -> dict[str, Any]:
     """The summary of one run: reused when finished, resumed when interrupted, else started.
 
     The run directory is named after a hash of the run's overrides, so changed settings never reuse old runs.
     """
     from robot_learning.train.run import Run
 
-    overrides = run_overrides(profile, algo, task, seed, data)
+    overrides = run_overrides(profile, algo, task, seed, data, precision)
     tag = hashlib.sha1(" ".join(overrides).encode()).hexdigest()[:8]
     run_dir = WORK_DIR / "runs" / profile_name / f"{algo}_{task}_s{seed}_{tag}"
     summary_file = run_dir / "summary.json"
@@ -446,6 +459,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seeds", help="comma-separated seeds (default: the profile's)")
     parser.add_argument("--threads", type=int, help="cap torch's CPU threads (also RL_THREADS for subprocesses)")
     parser.add_argument("--no-report", action="store_true", help="run only; do not rewrite the result files")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                        help="the learners' arithmetic (algo.precision, where a learner has it); default fp32")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.threads:
@@ -469,7 +484,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         data = dataset_path(task, ds)
         for algo in (a for a in (ds.algos or profile.algos) if algos is None or a in algos):
             for seed in seeds:
-                summary = run_one(profile, algo, task, seed, data, name)
+                summary = run_one(profile, algo, task, seed, data, name, args.precision)
                 rows.append(row_of(algo, task, seed, summary))
                 print(f"{algo} {task} seed {seed}: offline {rows[-1]['offline_score']}, "
                       f"online {rows[-1]['online_score']} ({summary['wall_time_s']:.0f} s)", flush=True)
@@ -478,9 +493,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     o2o_rows = [r for r in rows if r["online_score"] is not None]
     offline_rows = [r for r in rows if r["online_score"] is None and r["offline_score"] is not None
                     and r["algo"] in ("iql", "riql")]
-    stem = result_name(name)
+    stem = result_name(name, args.precision)
     curves = plot_curves(o2o_rows, profile.offline_steps,
-                         RESULTS_DIR / "curves" / ("" if stem == "scores" else name))
+                         RESULTS_DIR / "curves" / ("" if stem == "scores" else stem.removeprefix("scores_")))
     agg = aggregate(rows)
     verdicts = claims(rows)
     verdict_of = {(c["algo"], c["task"]): c for c in verdicts["o2o"]}
@@ -490,7 +505,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     o2o_table = [{**a, "delta": fmt(v["delta"], "+.1f"), "worst drop": fmt(v["worst_early_drop"], ".1f")}
                  for a in agg if (v := verdict_of.get((a["algo"], a["task"]))) is not None]
-    setup = setup_text(name, profile, tasks)
+    setup = setup_text(name, profile, tasks, args.precision)
     sections = [("Setup", setup),
                 ("Normalised score (last evaluation), offline -> after the online budget",
                  "drop (first 10%) = offline score minus the worst online evaluation in the first 10 % of the online "
@@ -511,7 +526,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def setup_text(name: str, profile: Profile, tasks: Sequence[str]) -> str:
+def setup_text(name: str, profile: Profile, tasks: Sequence[str], precision: str = "fp32") -> str:
     def entry(t: str) -> str:
         ds = profile.tasks[t]
         extra = [f"from {ds.task}"] if ds.task else []
@@ -525,7 +540,8 @@ def setup_text(name: str, profile: Profile, tasks: Sequence[str]) -> str:
             extra.append(f"data score {data:.1f}")
         return f"{t} {ds.tier} x{ds.episodes}" + (f" ({'; '.join(extra)})" if extra else "")
 
-    return (f"profile `{name}`: {profile.offline_steps} offline updates, then {profile.online_steps} online env "
+    return (f"profile `{name}`, precision {precision} (algo.precision where a learner has it): "
+            f"{profile.offline_steps} offline updates, then {profile.online_steps} online env "
             f"steps; {profile.eval_episodes} evaluation episodes every {profile.eval_every} steps; datasets "
             + ", ".join(entry(t) for t in tasks))
 

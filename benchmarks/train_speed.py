@@ -7,13 +7,16 @@ and "update" reuses one batch (the gradient step alone). d3rlpy pins gymnasium 1
 virtualenv (benchmarks/.venvs/d3rlpy, created on first use from the machine's package index) as a worker
 process (benchmarks/d3rlpy_worker.py); rounds of ours and d3rlpy's alternate (common.interleaved) so machine
 noise hits both. SAC is the SAC-N code with N=2; its cost ratio against N=10 is reported too.
+Ours runs in both precisions of the learners' ``precision`` option: fp32 (the papers' arithmetic, d3rlpy's) and
+bf16 mixed precision (robot_learning.nn.precision: hidden layers' matrix products in bfloat16, everything else
+float32), each eager and under torch.compile; targets are judged per precision.
 Our side runs with the training runtime's CPU allocator tuning (robot_learning.train.cpu_alloc, as ``train``
 does; ``--no-alloc-tuning`` turns it off); the d3rlpy worker runs as shipped. ``--quick`` (and
-``--no-compile``) time eager mode only, so the "ours compiled" column stays empty.
+``--no-compile``) time eager mode only, so the compiled columns stay empty.
 The matrix-product floor (benchmarks/gemm_floor.py) replays the matrix products of our update alone: the fastest
 any implementation of the same arithmetic runs here, hence the largest ratio over d3rlpy a target could show.
 
-    python benchmarks/train_speed.py            # 5 rounds, 1 and 2 threads, eager and torch.compile, ~6 min
+    python benchmarks/train_speed.py            # 5 rounds, 1 and 2 threads, fp32/bf16 x eager/compiled, ~9 min
     python benchmarks/train_speed.py --quick    # 2 rounds, eager only, ~3 min
 
 Writes benchmarks/results/train_speed.json and .md (train_speed_quick.* with --quick).
@@ -60,6 +63,10 @@ CASES: dict[str, tuple[str, dict, str, int]] = {
 TARGETS = {"iql": 2.5, "td3_bc": 2.5, "calql": 3.0}
 #: SAC-N (N=10) may cost at most this many SAC (N=2) updates.
 SAC_N_COST_TARGET = 1.5
+#: Our variants: label -> (torch.compile, precision); the labels of one precision, fastest wins its ratio.
+VARIANTS: dict[str, tuple[bool, str]] = {"eager": (False, "fp32"), "compiled": (True, "fp32"),
+                                         "bf16": (False, "bf16"), "bf16 compiled": (True, "bf16")}
+PRECISIONS = ("fp32", "bf16")
 #: Updates captured for the matrix-product floor (averages over updates that differ: TD3+BC's delayed actor).
 FLOOR_UPDATES = 4
 
@@ -78,9 +85,10 @@ def task() -> TaskSpec:
                                "action": {"dim": ACT_DIM, "low": -1.0, "high": 1.0}})
 
 
-def ours(case: str, data: TransitionData, compile_: bool) -> tuple[Algorithm, TransitionData]:
+def ours(case: str, data: TransitionData, variant: str) -> tuple[Algorithm, TransitionData]:
     name, overrides, _, _ = CASES[case]
-    algo = make_algorithm(name, {**overrides, "batch_size": BATCH, "compile": compile_}, task())
+    compile_, precision = VARIANTS[variant]
+    algo = make_algorithm(name, {**overrides, "batch_size": BATCH, "compile": compile_, "precision": precision}, task())
     return algo, algo.prepare(data)
 
 
@@ -100,25 +108,33 @@ def ours_runner(algo: Algorithm, data: TransitionData, threads: int, steps: int,
 
 
 def key(impl: str, case: str, threads: int, mode: str) -> str:
-    """The name of one timed case: implementation (ours-eager | ours-compiled | d3rlpy), learner, threads, mode."""
+    """The name of one timed case: implementation (ours-<variant> | d3rlpy), learner, threads, mode."""
     return f"{impl}|{case}|{threads}|{mode}"
 
 
-def floor_rows(eager: dict[str, tuple[Algorithm, TransitionData]], threads: list[int],
-               ups: dict[str, float]) -> tuple[list[dict], dict[tuple[str, int], float]]:
-    """Per case (its eager learner and data, as timed) and thread count: our update's matrix products replayed
-    alone (gemm_floor), the updates/s bound they give, and how far that bound is from d3rlpy's measured rate (the
-    largest speed-up the maths allows)."""
+def best_of(ups: dict[str, float], precision: str, case: str, threads: int, mode: str) -> float | None:
+    """Our fastest variant of ``precision`` (eager or compiled) in ``ups``, None if none was timed."""
+    rates = [ups[k] for label, (_, p) in VARIANTS.items() if p == precision
+             and (k := key(f"ours-{label}", case, threads, mode)) in ups]
+    return max(rates) if rates else None
+
+
+def floor_rows(eager: dict[tuple[str, str], tuple[Algorithm, TransitionData]], threads: list[int],
+               ups: dict[str, float]) -> tuple[list[dict], dict[tuple[str, str, int], float]]:
+    """Per case and precision (its eager learner and data, as timed) and thread count: our update's matrix
+    products replayed alone (gemm_floor), the updates/s bound they give, and how far that bound is from d3rlpy's
+    measured rate (the largest speed-up the arithmetic allows)."""
     rows, floors = [], {}
-    for case, (algo, prepared) in eager.items():
+    for (case, precision), (algo, prepared) in eager.items():
         batch = prepared.sample(BATCH)
         products = gemm_floor.capture(lambda algo=algo, batch=batch: algo.update(batch), FLOOR_UPDATES)
         gflop = sum(p.flops for p in products) / FLOOR_UPDATES / 1e9
         for t in threads:
             floor = FLOOR_UPDATES / gemm_floor.floor_seconds(products, t)
-            floors[case, t] = floor
-            best = max(ups.get(key(f"ours-{label}", case, t, "loop")) or 0.0 for label in ("eager", "compiled"))
-            row = {"learner": case, "threads": t, "GFLOP per update": gflop, "GEMM GFLOP/s": gflop * floor,
+            floors[case, precision, t] = floor
+            best = best_of(ups, precision, case, t, "loop") or 0.0
+            row = {"learner": case, "precision": precision, "threads": t, "GFLOP per update": gflop,
+                   "GEMM GFLOP/s": gflop * floor,
                    "floor updates/s": floor, "ours (best)": best, "ours / floor": best / floor}
             d3rlpy = ups.get(key("d3rlpy", case, t, "loop"))
             if d3rlpy:
@@ -181,6 +197,7 @@ def main() -> None:
     parser.add_argument("--cases", default=",".join(CASES), help=f"subset of {list(CASES)}")
     parser.add_argument("--transitions", type=int, default=1_000_000)
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile variants")
+    parser.add_argument("--precisions", default=",".join(PRECISIONS), help=f"subset of {list(PRECISIONS)}")
     parser.add_argument("--no-d3rlpy", action="store_true", help="ours only")
     parser.add_argument("--name", default=None,
                         help="result file name (default train_speed, train_speed_quick with --quick)")
@@ -192,6 +209,8 @@ def main() -> None:
     threads = [int(t) for t in args.threads.split(",")]
     cases = args.cases.split(",")
     compiled = not (args.quick or args.no_compile)
+    precisions = args.precisions.split(",")
+    variants = [v for v, (c, p) in VARIANTS.items() if p in precisions and (compiled or not c)]
     torch.manual_seed(0)
     alloc_tuned = False if args.no_alloc_tuning else tune_cpu_allocator()
 
@@ -200,12 +219,11 @@ def main() -> None:
     runners: dict[str, Callable[[], None]] = {}
     steps_of: dict[str, int] = {}
     cpu: dict[str, list[float]] = {}
-    eager: dict[str, tuple[Algorithm, TransitionData]] = {}
+    eager: dict[tuple[str, str], tuple[Algorithm, TransitionData]] = {}
     for case in cases:
         steps = max(2, CASES[case][3] // (2 if args.quick else 1))
-        variants = [("eager", False)] + ([("compiled", True)] if compiled else [])
-        built = {label: ours(case, data, flag) for label, flag in variants}
-        eager[case] = built["eager"]
+        built = {label: ours(case, data, label) for label in variants}
+        eager |= {(case, VARIANTS[label][1]): built[label] for label in built if not VARIANTS[label][0]}
         for t in threads:
             for mode in ("loop", "update"):
                 for label, (algo, prepared) in built.items():
@@ -230,27 +248,24 @@ def main() -> None:
     for case in cases:
         for t in threads:
             for mode, table in (("loop", rows), ("update", update_rows)):
-                def get(impl: str, case: str = case, t: int = t, mode: str = mode) -> float | None:
-                    return ups.get(key(impl, case, t, mode))
-                row = {"learner": case, "threads": t, "ours eager": get("ours-eager"),
-                       "ours compiled": get("ours-compiled") or "", "d3rlpy 2.8.1": get("d3rlpy") or ""}
-                if worker is not None:
-                    best = max(v for v in (get("ours-eager"), get("ours-compiled")) if v)
-                    row["ratio (eager)"] = get("ours-eager") / get("d3rlpy")
-                    row["ratio (best)"] = best / get("d3rlpy")
-                    cpu_best = max(ups_cpu[k] for k in (key("ours-eager", case, t, mode),
-                                                        key("ours-compiled", case, t, mode)) if k in ups_cpu)
-                    row["ratio (CPU time)"] = cpu_best / ups_cpu[key("d3rlpy", case, t, mode)]
+                row = {"learner": case, "threads": t}
+                row |= {f"ours {label}": ups.get(key(f"ours-{label}", case, t, mode)) or "" for label in VARIANTS}
+                d3rlpy = ups.get(key("d3rlpy", case, t, mode))
+                row["d3rlpy 2.8.1"] = d3rlpy or ""
+                for precision in precisions if d3rlpy else ():
+                    row[f"ratio {precision}"] = best_of(ups, precision, case, t, mode) / d3rlpy
+                    row[f"ratio {precision} (CPU time)"] = (best_of(ups_cpu, precision, case, t, mode)
+                                                           / ups_cpu[key("d3rlpy", case, t, mode)])
                     if case in TARGETS and mode == "loop":
                         row["target"] = f">= {TARGETS[case]}x"
-                        row["met"] = "yes" if row["ratio (best)"] >= TARGETS[case] else "no"
+                        row[f"met {precision}"] = "yes" if row[f"ratio {precision}"] >= TARGETS[case] else "no"
                 table.append(row)
     floor_table, floors = floor_rows(eager, threads, ups)
     results["floor"] = floor_table
     cost_rows = []
     if "sac" in cases and "sac_n10" in cases:
         for t in threads:
-            for impl in ("ours-eager", "ours-compiled", "d3rlpy"):
+            for impl in [f"ours-{label}" for label in variants] + ["d3rlpy"]:
                 sac, sac_n = key(impl, "sac", t, "loop"), key(impl, "sac_n10", t, "loop")
                 if sac in ups:
                     ratio = ups[sac] / ups[sac_n]
@@ -262,19 +277,21 @@ def main() -> None:
                                       "cost (CPU time)": cpu_ratio,
                                       "target": f"<= {SAC_N_COST_TARGET}x" if ours_impl else "",
                                       "met": ("yes" if met else "no") if ours_impl else ""})
-            floor_cost = floors["sac", t] / floors["sac_n10", t]
-            cost_rows.append({"implementation": "matrix-product floor", "threads": t,
-                              "SAC N=2 updates/s": floors["sac", t], "SAC-N N=10 updates/s": floors["sac_n10", t],
-                              "cost N=10 / N=2": floor_cost, "target": f"<= {SAC_N_COST_TARGET}x",
-                              "met": "reachable" if floor_cost <= SAC_N_COST_TARGET else "unreachable"})
+            for precision in precisions:
+                sac, sac_n = floors["sac", precision, t], floors["sac_n10", precision, t]
+                cost_rows.append({"implementation": f"matrix-product floor ({precision})", "threads": t,
+                                  "SAC N=2 updates/s": sac, "SAC-N N=10 updates/s": sac_n,
+                                  "cost N=10 / N=2": sac / sac_n, "target": f"<= {SAC_N_COST_TARGET}x",
+                                  "met": "reachable" if sac / sac_n <= SAC_N_COST_TARGET else "unreachable"})
     results["d3rlpy_worker"] = worker.info if worker is not None else None
-    columns = ["learner", "threads", "ours eager", "ours compiled", "d3rlpy 2.8.1", "ratio (eager)", "ratio (best)",
-               "ratio (CPU time)", "target", "met"]
+    columns = ["learner", "threads", *(f"ours {label}" for label in VARIANTS), "d3rlpy 2.8.1",
+               *(f"ratio {p}" for p in precisions), *(f"ratio {p} (CPU time)" for p in precisions), "target",
+               *(f"met {p}" for p in precisions)]
     sections = [
         ("Gradient updates per second, sampling included (loop)",
          f"Median of {rounds} interleaved rounds; batch {BATCH}, 256x256, obs {OBS_DIM}, act {ACT_DIM}, "
-         f"{args.transitions:,} transitions in memory. Ratios are ours / d3rlpy (best = the faster of eager and "
-         "compiled); the CPU-time ratio compares updates per process CPU-second, which time slicing on a busy "
+         f"{args.transitions:,} transitions in memory. Ratios are ours / d3rlpy, per precision the faster of "
+         "eager and compiled (d3rlpy computes in fp32; bf16 is our mixed-precision option); the CPU-time ratio compares updates per process CPU-second, which time slicing on a busy "
          "machine does not distort at 1 thread (at 2 threads it also counts OpenMP spin-waiting). "
          f"Ours {'with' if alloc_tuned else 'without'} the runtime's malloc tuning (train/cpu_alloc.py); "
          + ("eager only (no compiled column). " if not compiled else "") + "\n\n"
@@ -286,7 +303,7 @@ def main() -> None:
          "caches. 'floor updates/s' bounds any implementation of the same update on this machine; divided by "
          "d3rlpy's measured rate (loop mode) it is the largest speed-up over d3rlpy this arithmetic allows, and "
          "'reachable' compares it with the issue's target.\n\n"
-         + common.markdown_table(floor_table, ["learner", "threads", "GFLOP per update", "GEMM GFLOP/s",
+         + common.markdown_table(floor_table, ["learner", "precision", "threads", "GFLOP per update", "GEMM GFLOP/s",
                                               "floor updates/s", "ours (best)", "ours / floor", "d3rlpy 2.8.1",
                                               "largest ratio (floor / d3rlpy)", "target", "reachable"])),
     ]

@@ -61,3 +61,12 @@ def test_profiles_runs_and_result_files():
     stages = {o.split("=")[0]: int(o.split("=")[1]) for o in unio4 if not o.startswith("algo.eval_step")}
     assert sum(stages.values()) == 10_000
     assert scores.result_name("suite") == "scores" and scores.result_name("long") == "scores_long"
+
+
+def test_bf16_runs_set_the_precision_of_learners_that_have_it():
+    long = scores.PROFILES["long"]
+    assert "algo.precision=bf16" in scores.run_overrides(long, "iql", "hopper", 0, Path("/d.zarr"), "bf16")
+    assert not any("precision" in o for o in scores.run_overrides(long, "iql", "hopper", 0, Path("/d.zarr")))
+    assert not any("precision" in o for o in scores.run_overrides(long, "unio4", "hopper", 0, Path("/d.zarr"), "bf16"))
+    assert scores.result_name("suite", "bf16") == "scores_suite_bf16"
+    assert scores.result_name("long", "bf16") == "scores_long_bf16"
