@@ -18,7 +18,7 @@ CORL reports both and warns they differ).
 Results: results/scores.json and results/scores.md (mean +- std over seeds) and results/curves/<task>.png
 (learning curves: mean over seeds, offline then online, one line per algorithm) for the suite; other profiles
 write results/scores_<profile>.{json,md} and results/curves/<profile>/<task>.png; ``--precision bf16`` (the
-learners' mixed-precision option, for those that have it) appends ``_bf16`` to both names.
+learners' mixed-precision option) appends ``_bf16`` to both names.
 """
 
 from __future__ import annotations
@@ -277,12 +277,6 @@ def result_name(profile: str, precision: str = "fp32") -> str:
     return "scores" if profile == "suite" and not suffix else f"scores_{profile}{suffix}"
 
 
-def precision_overrides(algo: str, precision: str) -> tuple[str, ...]:
-    """``algo.precision=...`` for a learner with the option (robot_learning.nn.precision); fp32 adds nothing."""
-    from robot_learning.algos.base import ALGORITHMS
-
-    fields = {f.name for f in dataclasses.fields(ALGORITHMS[algo].Config)}
-    return (f"algo.precision={precision}",) if precision != "fp32" and "precision" in fields else ()
 
 
 def schedule_overrides(algo: str, offline_steps: int) -> tuple[str, ...]:
@@ -317,7 +311,8 @@ def run_overrides(profile: Profile, algo: str, label: str, seed: int, data: Path
             f"train.checkpoint_every={max(profile.offline_steps, profile.online_steps)}",
             f"eval.episodes={profile.eval_episodes}", "eval.frames=0", "train.progress=false",
             *FAMILY_OVERRIDES.get((algo, task_family(task)), ()), *profile.algo_overrides.get(algo, ()),
-            *ds.overrides, *dict(ds.algo_overrides).get(algo, ()), *variant, *precision_overrides(algo, precision)]
+            *ds.overrides, *dict(ds.algo_overrides).get(algo, ()), *variant,
+            *((f"algo.precision={precision}",) if precision != "fp32" else ())]
 
 
 def run_one(profile: Profile, algo: str, task: str, seed: int, data: Path, profile_name: str,
@@ -460,7 +455,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, help="cap torch's CPU threads (also RL_THREADS for subprocesses)")
     parser.add_argument("--no-report", action="store_true", help="run only; do not rewrite the result files")
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
-                        help="the learners' arithmetic (algo.precision, where a learner has it); default fp32")
+                        help="the learners' arithmetic (algo.precision); default fp32")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.threads:
@@ -540,7 +535,7 @@ def setup_text(name: str, profile: Profile, tasks: Sequence[str], precision: str
             extra.append(f"data score {data:.1f}")
         return f"{t} {ds.tier} x{ds.episodes}" + (f" ({'; '.join(extra)})" if extra else "")
 
-    return (f"profile `{name}`, precision {precision} (algo.precision where a learner has it): "
+    return (f"profile `{name}`, precision {precision}: "
             f"{profile.offline_steps} offline updates, then {profile.online_steps} online env "
             f"steps; {profile.eval_episodes} evaluation episodes every {profile.eval_every} steps; datasets "
             + ", ".join(entry(t) for t in tasks))

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -28,6 +29,7 @@ import torch
 from torch import nn
 
 from robot_learning.config import ConfigError, build
+from robot_learning.nn.precision import PRECISIONS, full_precision, mixed_precision, warn_if_slow
 from robot_learning.spec import TaskSpec
 
 if TYPE_CHECKING:
@@ -46,6 +48,15 @@ class AlgoConfig:
     gamma: float = 0.99
     # Minibatch size of one gradient step (256 in IQL/CQL/AWAC/TD3+BC/SAC-N official code).
     batch_size: int = 256
+    # Arithmetic of the update: fp32, or bf16 mixed precision (hidden layers' matrix products in bfloat16;
+    # parameters, Adam, output layers, losses in float32; robot_learning.nn.precision). Not in any official code:
+    # fp32 is the papers' setting; bf16 measured 1.4-2.7x the updates/s on an AVX512-BF16 CPU, with scores within
+    # seed noise (benchmarks/train_speed.py; benchmarks/scores.py --precision bf16). Acting and evaluation: fp32.
+    precision: str = "fp32"
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision: expected one of {list(PRECISIONS)}, found '{self.precision}'")
 
 
 ALGORITHMS: dict[str, type[Algorithm]] = {}
@@ -87,7 +98,16 @@ class Algorithm(nn.Module, ABC):
             raise ConfigError(f"algo.obs_keys: {self.name} takes low-dimensional observations only, found image keys "
                               f"{[k for k in self.obs_keys if spec.obs[k].is_image]}")
         self.device = torch.device(device)
+        warn_if_slow(self.device, config.precision)
         self.num_updates = 0
+
+    def mixed_precision(self) -> AbstractContextManager:
+        """The context of a forward pass and its losses under ``config.precision`` (robot_learning.nn.precision)."""
+        return mixed_precision(self.device, self.config.precision)
+
+    def full_precision(self) -> AbstractContextManager:
+        """The context of a backward pass and optimiser step: autocast off (full_precision says why)."""
+        return full_precision(self.device)
 
     # ------------------------------------------------------------------------------ contract
     def prepare(self, data: TransitionData) -> TransitionData:

@@ -34,7 +34,6 @@ from torch import nn
 from robot_learning.algos.base import AlgoConfig, Algorithm
 from robot_learning.config import ConfigError
 from robot_learning.nn import ActionScaler, DeterministicPolicy, ObservationEncoder
-from robot_learning.nn.precision import PRECISIONS, full_precision, mixed_precision, warn_if_slow
 
 if TYPE_CHECKING:
     from robot_learning.data.tensors import Batch, TransitionData
@@ -79,16 +78,11 @@ class OffPolicyConfig(AlgoConfig):
     # torch.compile the loss computations (each learner compiles only those that measured faster or neutral in
     # benchmarks/train_speed.py): a few seconds up front; on the development CPU it helps IQL (5-8%), not the rest.
     compile: bool = False
-    # Arithmetic of the update: fp32, or bf16 mixed precision (hidden layers' matrix products in bfloat16;
-    # parameters, Adam, output layers, losses in float32; robot_learning.nn.precision). Not in any official code:
-    # fp32 is the papers' setting; bf16 measured 1.4-2.7x the updates/s on an AVX512-BF16 CPU, with scores within
-    # seed noise (benchmarks/train_speed.py; benchmarks/scores.py --precision bf16). Acting and evaluation: fp32.
-    precision: str = "fp32"
     # Host-side NaN check (one device sync) every this many updates, besides the runtime's check_finite().
     finite_check_interval: int = 1000
 
     def __post_init__(self) -> None:
-        check_choice("precision", self.precision, PRECISIONS)
+        super().__post_init__()
         if self.finite_check_interval < 1:
             raise ValueError(f"finite_check_interval: expected >= 1, found {self.finite_check_interval}")
         if not 0.0 < self.tau <= 1.0:
@@ -250,7 +244,6 @@ class OffPolicyAlgorithm(Algorithm):
 
     def __init__(self, config: OffPolicyConfig, spec: TaskSpec, device: torch.device | str = "cpu"):
         super().__init__(config, spec, device)
-        warn_if_slow(self.device, config.precision)
         enc = config.encoder
         #: The critic's encoder: it trains the conv stacks; actor/value encoders are its siblings.
         self.encoder = ObservationEncoder(spec, self.obs_keys, feature_keys=enc.feature_keys,
@@ -281,7 +274,7 @@ class OffPolicyAlgorithm(Algorithm):
         """Zero the grads of optimisers ``names``, backpropagate ``loss``, step them; returns their gradient norms.
 
         Runs outside mixed-precision autocast (robot_learning.nn.precision.full_precision says why)."""
-        with full_precision(self.device):
+        with self.full_precision():
             return backward_step(loss, {name: (self.optimizers[name], self._opt_params[name]) for name in names})
 
     def maybe_compile(self, fn: Callable) -> Callable:
@@ -320,7 +313,7 @@ class OffPolicyAlgorithm(Algorithm):
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         self.num_updates += 1
-        with mixed_precision(self.device, self.config.precision):
+        with self.mixed_precision():
             metrics = self._update(batch)
         if self.num_updates % self.config.finite_check_interval == 0:
             self.check_finite()

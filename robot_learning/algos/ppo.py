@@ -103,6 +103,7 @@ class PPOConfig(AlgoConfig):
     encoder_image_feature_dim: int = 50
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.obs_norm not in OBS_NORM:
             raise ValueError(f"obs_norm: expected one of {list(OBS_NORM)}, found '{self.obs_norm}'")
         if not 0.0 < self.clip_coef < 1.0:
@@ -308,11 +309,13 @@ class PPO(Algorithm):
         for _ in range(c.update_epochs):
             order = torch.randperm(n, device=self.device)
             for start in range(0, n - mb_size + 1, mb_size):
-                out = self.losses(flat.take(order[start:start + mb_size]))
-                self.optimizer.zero_grad(set_to_none=True)
-                out["loss"].backward()
-                out["grad_norm"] = self.clip_gradients()
-                self.optimizer.step()
+                with self.mixed_precision():
+                    out = self.losses(flat.take(order[start:start + mb_size]))
+                with self.full_precision():
+                    self.optimizer.zero_grad(set_to_none=True)
+                    out["loss"].backward()
+                    out["grad_norm"] = self.clip_gradients()
+                    self.optimizer.step()
                 for k, v in out.items():
                     sums[k] = sums[k] + v.detach() if k in sums else v.detach()
                 count += 1

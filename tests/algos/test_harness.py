@@ -10,7 +10,6 @@ with NaN rewards. Each runs on a vector-observation task and on a task with a ca
 from __future__ import annotations
 
 import copy
-import dataclasses
 import io
 import math
 
@@ -19,6 +18,7 @@ import torch
 
 import robot_learning.algos  # noqa: F401  (fills the registry)
 from robot_learning.algos.base import ALGORITHMS, Algorithm, make_algorithm
+from robot_learning.config import ConfigError
 from robot_learning.data.tensors import TransitionData
 from robot_learning.spec import TaskSpec
 
@@ -35,9 +35,6 @@ SPECS = {
                                                            "cam": {"shape": [16, 16, 3], "kind": "rgb"}}}),
 }
 CASES = [pytest.param(name, kind, id=f"{name}-{kind}") for name in sorted(ALGORITHMS) for kind in SPECS]
-#: The learners with a ``precision`` option (robot_learning.nn.precision).
-MIXED_PRECISION_CASES = [pytest.param(name, kind, id=f"{name}-{kind}") for name in sorted(ALGORITHMS) for kind in SPECS
-                         if "precision" in {f.name for f in dataclasses.fields(ALGORITHMS[name].Config)}]
 
 
 def _observations(spec: TaskSpec, n: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
@@ -174,7 +171,17 @@ def test_nan_guard_stops_training(name, kind):
         case.algo.check_finite()
 
 
-@pytest.mark.parametrize("name,kind", MIXED_PRECISION_CASES)
+def _optimizers(algo: Algorithm) -> list[torch.optim.Optimizer]:
+    """Every optimiser a learner holds, alone or in a dict (OffPolicyAlgorithm.optimizers, PPO.optimizer,
+    Uni-O4's offline_optimizers)."""
+    found = []
+    for value in vars(algo).values():
+        found += [o for o in (value.values() if isinstance(value, dict) else [value])
+                  if isinstance(o, torch.optim.Optimizer)]
+    return found
+
+
+@pytest.mark.parametrize("name,kind", CASES)
 def test_bf16_update_matches_fp32(name, kind):
     """With the optimisers' steps switched off (every loss then sees the same weights; a first Adam step is
     sign(gradient) and flips on tiny components), a bf16 update gives float32's losses and gradient norms to
@@ -187,7 +194,9 @@ def test_bf16_update_matches_fp32(name, kind):
         torch.manual_seed(0)
         algo = case.build()
         algo.prepare(_dataset(case.spec))
-        for optimizer in algo.optimizers.values():
+        optimizers = _optimizers(algo)
+        assert optimizers, f"{name}: no optimiser found"
+        for optimizer in optimizers:
             optimizer.step = lambda *args, **kwargs: None
         torch.manual_seed(1)
         for batch in batches:
@@ -200,7 +209,7 @@ def test_bf16_update_matches_fp32(name, kind):
     assert any(metrics["bf16"][k] != metrics["fp32"][k] for k in compared), f"{name}: bf16 changed nothing"
 
 
-@pytest.mark.parametrize("name,kind", MIXED_PRECISION_CASES)
+@pytest.mark.parametrize("name,kind", CASES)
 def test_bf16_keeps_parameters_and_optimiser_state_fp32(name, kind):
     case = Case(name, kind)
     case.overrides["precision"] = "bf16"
@@ -209,6 +218,13 @@ def test_bf16_keeps_parameters_and_optimiser_state_fp32(name, kind):
         case.algo.update(case.batch())
     case.algo.check_finite()
     assert all(p.dtype == torch.float32 for p in case.algo.parameters())
-    for optimizer in case.algo.optimizers.values():
+    for optimizer in _optimizers(case.algo):
         for state in optimizer.state.values():
             assert all(v.dtype == torch.float32 for k, v in state.items() if k != "step"), f"{name}: {state.keys()}"
+
+
+@pytest.mark.parametrize("name", sorted(ALGORITHMS))
+def test_unknown_precision_is_a_config_error(name):
+    with pytest.raises(ConfigError, match=rf"algo \({name}\): precision: expected one of \['fp32', 'bf16'\], "
+                                          r"found 'fp16'"):
+        make_algorithm(name, {"precision": "fp16"}, SPECS["vector"])

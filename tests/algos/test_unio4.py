@@ -197,6 +197,18 @@ def test_stages_run_in_order_and_the_schedule_is_the_offline_length():
     assert int(algo.ope_accepted.sum()) >= 0 and bool(torch.isfinite(algo.ope_last).all())
 
 
+def test_bf16_runs_every_stage_with_float32_model_outputs():
+    """Mixed precision through the whole schedule (critic, dynamics with holdout checks, BC, BPPO with OPE gates):
+    finite losses, and the dynamics model's predictions (mean, log-variance) stay float32."""
+    algo, data = _learner(precision="bf16")
+    metrics = _run(algo, data, algo.offline_length(), seed=0)
+    algo.check_finite()
+    assert all(math.isfinite(float(v)) for m in metrics for v in m.values())
+    with algo.mixed_precision():
+        mean, logvar, terminal = algo.dynamics(torch.randn(6, 4), torch.randn(6, 2))
+    assert mean.dtype == logvar.dtype == terminal.dtype == torch.float32
+
+
 def test_run_rejects_an_offline_length_other_than_the_schedule():
     from robot_learning.train.config import LoopConfig, OnlineConfig, RunConfig
     from robot_learning.train.resolve import check_phases

@@ -63,10 +63,10 @@ def test_profiles_runs_and_result_files():
     assert scores.result_name("suite") == "scores" and scores.result_name("long") == "scores_long"
 
 
-def test_bf16_runs_set_the_precision_of_learners_that_have_it():
+def test_bf16_runs_set_the_learners_precision():
     long = scores.PROFILES["long"]
-    assert "algo.precision=bf16" in scores.run_overrides(long, "iql", "hopper", 0, Path("/d.zarr"), "bf16")
-    assert not any("precision" in o for o in scores.run_overrides(long, "iql", "hopper", 0, Path("/d.zarr")))
-    assert not any("precision" in o for o in scores.run_overrides(long, "unio4", "hopper", 0, Path("/d.zarr"), "bf16"))
+    for algo in ("iql", "unio4"):
+        assert "algo.precision=bf16" in scores.run_overrides(long, algo, "hopper", 0, Path("/d.zarr"), "bf16")
+        assert not any("precision" in o for o in scores.run_overrides(long, algo, "hopper", 0, Path("/d.zarr")))
     assert scores.result_name("suite", "bf16") == "scores_suite_bf16"
     assert scores.result_name("long", "bf16") == "scores_long_bf16"

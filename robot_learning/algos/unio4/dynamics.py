@@ -12,6 +12,7 @@ so the model also predicts a termination logit (trained with cross-entropy on th
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 from collections.abc import Callable, Sequence
 
@@ -43,7 +44,9 @@ class DynamicsEnsemble(nn.Module):
         super().__init__()
         self.obs_dim = obs_dim
         widths = [obs_dim + action_dim, *hidden, 2 * (obs_dim + 1) + 1]
-        self.layers = nn.ModuleList(EnsembleLinear(ensemble_size, i, o) for i, o in zip(widths[:-1], widths[1:]))
+        shapes = list(itertools.pairwise(widths))
+        self.layers = nn.ModuleList(EnsembleLinear(ensemble_size, i, o, output=k == len(shapes) - 1)
+                                    for k, (i, o) in enumerate(shapes))
         with torch.no_grad():
             for layer in self.layers:  # models/nets.py: truncated normal, std 1 / (2 sqrt(in)), zero bias
                 nn.init.trunc_normal_(layer.weight, std=1.0 / (2.0 * math.sqrt(layer.in_features)))

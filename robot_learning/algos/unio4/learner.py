@@ -47,15 +47,35 @@ import torch
 from torch import nn
 
 from robot_learning.algos.base import register
-from robot_learning.algos.common import (backward_step, check_choice, ensemble_td_loss, make_adam, make_target,
-                                         polyak_update_, td_target)
+from robot_learning.algos.common import (
+    backward_step,
+    check_choice,
+    ensemble_td_loss,
+    make_adam,
+    make_target,
+    polyak_update_,
+    td_target,
+)
 from robot_learning.algos.iql import expectile_loss
 from robot_learning.algos.ppo import PPO, PPOConfig
-from robot_learning.algos.unio4.dynamics import (DynamicsEnsemble, gaussian_nll, holdout_mse, rollout_q_scores,
-                                                 termination_loss)
-from robot_learning.algos.unio4.policies import (EnsembleMeanActor, GaussianPolicy, GaussianPolicyEnsemble,
-                                                 bppo_loss, clip_grad_norm_per_member_, ensemble_bc_loss,
-                                                 normalized_advantage, ope_gate, replace_members_)
+from robot_learning.algos.unio4.dynamics import (
+    DynamicsEnsemble,
+    gaussian_nll,
+    holdout_mse,
+    rollout_q_scores,
+    termination_loss,
+)
+from robot_learning.algos.unio4.policies import (
+    EnsembleMeanActor,
+    GaussianPolicy,
+    GaussianPolicyEnsemble,
+    bppo_loss,
+    clip_grad_norm_per_member_,
+    ensemble_bc_loss,
+    normalized_advantage,
+    ope_gate,
+    replace_members_,
+)
 from robot_learning.config import ConfigError
 from robot_learning.data.rollout import RolloutBatch
 from robot_learning.data.tensors import Batch, TransitionData
@@ -380,10 +400,11 @@ class UniO4(PPO):
                                              .view(c.num_policies, -1), self.critic(obs).squeeze(-1))
         loss = bppo_loss(self.policies.log_prob(obs, action), old_log_prob, advantage, clip)
         optimizer = self.offline_optimizers["bppo"]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        norms = clip_grad_norm_per_member_(self.offline_params["bppo"], c.bppo_grad_clip)
-        optimizer.step()
+        with self.full_precision():
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            norms = clip_grad_norm_per_member_(self.offline_params["bppo"], c.bppo_grad_clip)
+            optimizer.step()
         if (step + 1) % c.eval_step == 0 or step + 1 == c.bppo_steps:
             self.gate()
         return {"bppo_loss": loss, "bppo_grad_norm": norms.norm(), "bppo_clip": torch.tensor(clip, device=self.device),
@@ -423,7 +444,8 @@ class UniO4(PPO):
         return rollout_q_scores(self.policies.mode, self.min_q, self.dynamics, start, c.ope_rollout_steps)
 
     def offline_step(self, loss: torch.Tensor, name: str) -> dict[str, torch.Tensor]:
-        return backward_step(loss, {name: (self.offline_optimizers[name], self.offline_params[name])})
+        with self.full_precision():
+            return backward_step(loss, {name: (self.offline_optimizers[name], self.offline_params[name])})
 
     # ------------------------------------------------------------------------------ contract
     def update(self, batch: Batch | RolloutBatch) -> dict[str, torch.Tensor]:
@@ -436,14 +458,15 @@ class UniO4(PPO):
         stage, step = self.stage_of(self.offline_updates)
         self.offline_updates += 1
         self.num_updates += 1
-        if stage == "critic":
-            metrics = self.critic_update(batch, step)
-        elif stage == "dynamics":
-            metrics = self.dynamics_update(step)
-        elif stage == "bc":
-            metrics = self.bc_update(batch)
-        else:
-            metrics = self.bppo_update(batch, step)
+        with self.mixed_precision():
+            if stage == "critic":
+                metrics = self.critic_update(batch, step)
+            elif stage == "dynamics":
+                metrics = self.dynamics_update(step)
+            elif stage == "bc":
+                metrics = self.bc_update(batch)
+            else:
+                metrics = self.bppo_update(batch, step)
         metrics = {k: v.detach() for k, v in metrics.items()}
         self.guard.watch(self.num_updates, {k: v for k, v in metrics.items() if k.endswith(("_loss", "_grad_norm"))})
         return {**metrics, "stage": torch.tensor(float(STAGES.index(stage)), device=self.device)}
