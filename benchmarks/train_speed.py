@@ -16,7 +16,7 @@ does; ``--no-alloc-tuning`` turns it off); the d3rlpy worker runs as shipped. ``
 The matrix-product floor (benchmarks/gemm_floor.py) replays the matrix products of our update alone: the fastest
 any implementation of the same arithmetic runs here, hence the largest ratio over d3rlpy a target could show.
 
-    python benchmarks/train_speed.py            # 5 rounds, 1 and 2 threads, fp32/bf16 x eager/compiled, ~9 min
+    python benchmarks/train_speed.py            # 5 rounds, 1 and 2 threads, fp32/bf16 x eager/compiled, ~8 min
     python benchmarks/train_speed.py --quick    # 2 rounds, eager only, ~3 min
 
 Writes benchmarks/results/train_speed.json and .md (train_speed_quick.* with --quick).
@@ -291,7 +291,8 @@ def main() -> None:
         ("Gradient updates per second, sampling included (loop)",
          f"Median of {rounds} interleaved rounds; batch {BATCH}, 256x256, obs {OBS_DIM}, act {ACT_DIM}, "
          f"{args.transitions:,} transitions in memory. Ratios are ours / d3rlpy, per precision the faster of "
-         "eager and compiled (d3rlpy computes in fp32; bf16 is our mixed-precision option); the CPU-time ratio compares updates per process CPU-second, which time slicing on a busy "
+         "eager and compiled (d3rlpy computes in fp32; bf16 is our mixed-precision option); the CPU-time ratio "
+         "compares updates per process CPU-second, which time slicing on a busy "
          "machine does not distort at 1 thread (at 2 threads it also counts OpenMP spin-waiting). "
          f"Ours {'with' if alloc_tuned else 'without'} the runtime's malloc tuning (train/cpu_alloc.py); "
          + ("eager only (no compiled column). " if not compiled else "") + "\n\n"
