@@ -277,8 +277,6 @@ def result_name(profile: str, precision: str = "fp32") -> str:
     return "scores" if profile == "suite" and not suffix else f"scores_{profile}{suffix}"
 
 
-
-
 def schedule_overrides(algo: str, offline_steps: int) -> tuple[str, ...]:
     """Stage lengths that make a multi-stage learner's offline schedule ``offline_steps`` long (Uni-O4)."""
     if algo != "unio4" or offline_steps == 0:

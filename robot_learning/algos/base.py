@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from robot_learning.config import ConfigError, build
-from robot_learning.nn.precision import PRECISIONS, full_precision, mixed_precision, warn_if_slow
+from robot_learning.nn.precision import check_precision, full_precision, mixed_precision, warn_if_slow
 from robot_learning.spec import TaskSpec
 
 if TYPE_CHECKING:
@@ -55,8 +55,7 @@ class AlgoConfig:
     precision: str = "fp32"
 
     def __post_init__(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision: expected one of {list(PRECISIONS)}, found '{self.precision}'")
+        check_precision(self.precision)
 
 
 ALGORITHMS: dict[str, type[Algorithm]] = {}

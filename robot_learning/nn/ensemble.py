@@ -66,8 +66,10 @@ class EnsembleLinear(nn.Module):
         self.bias = nn.Parameter(torch.empty(ensemble_size, 1, out_features))
         self.reset_parameters()
 
-    def reset_parameters(self, scheme: str = "torch", output: bool = False) -> None:
-        """Initialise every member like an nn.Linear of the same shape under ``scheme``."""
+    def reset_parameters(self, scheme: str = "torch", output: bool | None = None) -> None:
+        """Initialise every member like an nn.Linear of the same shape under ``scheme``, with its output-layer rule
+        when ``output`` (default: whether this is an output layer)."""
+        output = self.output if output is None else output
         rule = get_scheme(scheme)
         for e in range(self.ensemble_size):
             weight = torch.empty(self.out_features, self.in_features)
@@ -106,7 +108,7 @@ def ensemble_mlp(ensemble_size: int, in_dim: int, hidden: Sequence[int], out_dim
     width = in_dim
     for h in hidden:
         linear = EnsembleLinear(ensemble_size, width, h)
-        linear.reset_parameters(init, output=False)
+        linear.reset_parameters(init)
         layers.append(linear)
         if layer_norm:
             layers.append(EnsembleLayerNorm(ensemble_size, h))
@@ -115,7 +117,7 @@ def ensemble_mlp(ensemble_size: int, in_dim: int, hidden: Sequence[int], out_dim
             layers.append(nn.Dropout(dropout))
         width = h
     linear = EnsembleLinear(ensemble_size, width, out_dim, output=True)
-    linear.reset_parameters(init, output=True)
+    linear.reset_parameters(init)
     layers.append(linear)
     return nn.Sequential(*layers)
 

@@ -32,12 +32,17 @@ def bf16_is_fast(device: torch.device) -> bool:
     return device.type == "cpu" and torch.cpu._is_avx512_bf16_supported()
 
 
+def check_precision(precision: str) -> None:
+    """Raise ValueError naming the field unless ``precision`` is one of :data:`PRECISIONS`."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision: expected one of {list(PRECISIONS)}, found '{precision}'")
+
+
 def mixed_precision(device: torch.device, precision: str) -> AbstractContextManager:
     """The context a forward pass and its losses run in: bfloat16 autocast for ``bf16``, nothing for ``fp32``."""
+    check_precision(precision)
     if precision == "fp32":
         return contextlib.nullcontext()
-    if precision != "bf16":
-        raise ValueError(f"precision: expected one of {list(PRECISIONS)}, found '{precision}'")
     return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
