@@ -5,6 +5,8 @@
     python benchmarks/scores.py --quick --algos iql,calql --seeds 0,1
     python benchmarks/scores.py --profile suite --threads 1   # the issue-4 suite: ~50 min of one CPU core
     python benchmarks/scores.py --profile long --threads 1    # its failures at 4x the budget, official widths
+    python benchmarks/scores.py --profile maze --threads 1    # the maze tiers at a budget where they are learnt
+    python benchmarks/scores.py --profile weighting --precision bf16   # trajectory-weighted sampling, mixed data
     python benchmarks/scores.py --profile long --precision bf16 --algos iql,famo2o,riql   # bf16 mixed precision
 
 Each task's dataset is generated once (``sim.generate_dataset`` at the profile's tier) and cached under
@@ -230,7 +232,13 @@ RIQL_STORE_OBS_HOPPER = (("riql", ("algo.huber_sigma=1.0", "algo.quantile=0.5", 
 #: ``h2o_hybrid`` is H2O's own protocol (t6-thu/H2O sim2real_sac_main.py): no offline pre-training, real data and
 #: simulator rollouts mixed from the first update; plain ``h2o`` pre-trains on the real data first (the runtime's
 #: offline phase: SAC on real rows only, the gap terms need sim rows) and then runs the same hybrid phase.
-ALGO_VARIANTS: dict[str, tuple[str, bool, tuple[str, ...]]] = {"h2o_hybrid": ("h2o", False, ())}
+#: ``iql_rw`` / ``iql_aw`` are IQL with the trajectory-weighting sampler (return- / advantage-weighted; Hong et al.
+#: 2023, docs/algorithms/trajectory_weighting.md) at its default temperature.
+ALGO_VARIANTS: dict[str, tuple[str, bool, tuple[str, ...]]] = {
+    "h2o_hybrid": ("h2o", False, ()),
+    "iql_rw": ("iql", True, ("dataset.sampler=rw",)),
+    "iql_aw": ("iql", True, ("dataset.sampler=aw",)),
+}
 
 
 #: The O2O methods of issue 4 next to IQL fine-tuning (the baseline) on each suite task.
@@ -268,6 +276,22 @@ PROFILES["long"] = Profile(
            "arm_reach": Dataset("mixed", 100, algos=("iql", "unio4"))},
     algos=O2O, seeds=(0, 1, 2), offline_steps=10_000, online_steps=10_000, eval_every=1000, eval_episodes=10,
     algo_overrides=LONG_NETS, scale_protocol=True)
+
+#: The maze tiers at a budget where the stitching is learnt. With the suite's 2.5k updates every method stays at 0;
+#: IQL (64-64) on the noisy data first reaches the goal after 14k (umaze) and 25k (medium) offline updates
+#: (results/scores_NOTE.md). The suite's networks and protocol scaling; ~1.5 h on two cores, most of it RO2O's.
+PROFILES["maze"] = Profile(
+    tasks={"point_maze_umaze": Dataset("noisy", 200), "point_maze_medium": Dataset("noisy", 400)},
+    algos=O2O, seeds=(0, 1, 2), offline_steps=30_000, online_steps=15_000, eval_every=1500, eval_episodes=10,
+    algo_overrides=SUITE_SMALL, scale_protocol=True)
+
+#: The trajectory-weighting sampler where the paper says it matters: hopper data of mostly random episodes with a
+#: few expert ones (its "random-expert" mixtures), IQL offline with uniform, return- and advantage-weighted
+#: sampling; the long profile's official widths and budget. ~15 min of one core in bf16.
+PROFILES["weighting"] = Profile(
+    tasks={"hopper_random_expert": Dataset("random_expert", 2000, task="hopper", online=False)},
+    algos=("iql", "iql_rw", "iql_aw"), seeds=(0, 1, 2), offline_steps=10_000, online_steps=0, eval_every=1000,
+    eval_episodes=10)
 
 
 def result_name(profile: str, precision: str = "fp32") -> str:
@@ -407,8 +431,11 @@ def plot_curves(rows: Sequence[dict[str, Any]], offline_steps: int, out_dir: Pat
             std = np.array([np.std(curves[x]) for x in xs])
             ax.plot(xs, mean, marker="o", markersize=3, label=algo)
             ax.fill_between(xs, mean - std, mean + std, alpha=0.2)
-        ax.axvline(offline_steps, color="gray", linestyle="--", linewidth=1)
-        ax.set(title=f"{task}: offline updates | online env steps", xlabel="step", ylabel="normalised score")
+        online = any(e["phase"] == "online" for r in rows if r["task"] == task for e in r["evals"])
+        if online:
+            ax.axvline(offline_steps, color="gray", linestyle="--", linewidth=1)
+        ax.set(title=f"{task}: offline updates" + (" | online env steps" if online else ""), xlabel="step",
+               ylabel="normalised score")
         ax.legend(fontsize=8)
         fig.tight_layout()
         path = out_dir / f"{task}.png"
@@ -420,8 +447,8 @@ def plot_curves(rows: Sequence[dict[str, Any]], offline_steps: int, out_dir: Pat
 
 def claims(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """The issue's claims per (algorithm, entry): online above offline on average, the worst early drop, and
-    RIQL against IQL on each offline-only (corrupted) entry."""
-    out: dict[str, Any] = {"o2o": [], "riql_vs_iql": []}
+    every other learner against IQL on each offline-only entry (RIQL on corrupted data, the weighted samplers)."""
+    out: dict[str, Any] = {"o2o": [], "offline_vs_iql": []}
     for algo, task in dict.fromkeys((r["algo"], r["task"]) for r in rows):
         mine = [r for r in rows if r["algo"] == algo and r["task"] == task]
         off = [r["offline_score"] for r in mine if r["offline_score"] is not None]
@@ -434,19 +461,21 @@ def claims(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
                            "delta": float(np.mean(on) - np.mean(off)) if off else None,
                            "online_above_offline": bool(np.mean(on) > np.mean(off)) if off else None,
                            "worst_early_drop": float(max(drops)) if drops else None})
-    for task in dict.fromkeys(r["task"] for r in rows if r["online_score"] is None):
-        means = {a: [r["offline_score"] for r in rows if r["task"] == task and r["algo"] == a] for a in ("iql", "riql")}
-        if all(means.values()):
-            out["riql_vs_iql"].append({"task": task, "iql": float(np.mean(means["iql"])),
-                                       "riql": float(np.mean(means["riql"])),
-                                       "riql_wins": bool(np.mean(means["riql"]) > np.mean(means["iql"]))})
+    offline_only = [r for r in rows if r["online_score"] is None and r["offline_score"] is not None]
+    for task in dict.fromkeys(r["task"] for r in offline_only):
+        means = {a: float(np.mean([r["offline_score"] for r in offline_only if r["task"] == task and r["algo"] == a]))
+                 for a in dict.fromkeys(r["algo"] for r in offline_only if r["task"] == task)}
+        if "iql" not in means:
+            continue
+        out["offline_vs_iql"] += [{"task": task, "algo": a, "score": m, "iql": means["iql"], "higher": m > means["iql"]}
+                                  for a, m in means.items() if a != "iql"]
     return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the minutes-on-a-CPU profile (= --profile quick)")
-    parser.add_argument("--profile", choices=sorted(PROFILES), help="quick | suite | long | full (default: full)")
+    parser.add_argument("--profile", choices=sorted(PROFILES), help="quick | suite | long | maze | weighting | full (default: full)")
     parser.add_argument("--algos", help="comma-separated subset of the profile's algorithms")
     parser.add_argument("--tasks", help="comma-separated subset of the profile's tasks")
     parser.add_argument("--seeds", help="comma-separated seeds (default: the profile's)")
@@ -483,11 +512,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                       f"online {rows[-1]['online_score']} ({summary['wall_time_s']:.0f} s)", flush=True)
     if args.no_report:
         return 0
-    o2o_rows = [r for r in rows if r["online_score"] is not None]
-    offline_rows = [r for r in rows if r["online_score"] is None and r["offline_score"] is not None
-                    and r["algo"] in ("iql", "riql")]
+    offline_rows = [r for r in rows if r["online_score"] is None and r["offline_score"] is not None]
     stem = result_name(name, args.precision)
-    curves = plot_curves(o2o_rows, profile.offline_steps,
+    curves = plot_curves(rows, profile.offline_steps,
                          RESULTS_DIR / "curves" / ("" if stem == "scores" else stem.removeprefix("scores_")))
     agg = aggregate(rows)
     verdicts = claims(rows)
@@ -499,18 +526,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     o2o_table = [{**a, "delta": fmt(v["delta"], "+.1f"), "worst drop": fmt(v["worst_early_drop"], ".1f")}
                  for a in agg if (v := verdict_of.get((a["algo"], a["task"]))) is not None]
     setup = setup_text(name, profile, tasks, args.precision)
-    sections = [("Setup", setup),
-                ("Normalised score (last evaluation), offline -> after the online budget",
-                 "drop (first 10%) = offline score minus the worst online evaluation in the first 10 % of the online "
-                 "budget (Uni-O4, which evaluates after whole rollouts: its first online evaluation); mean ± std over "
-                 "seeds; worst drop = the largest over seeds; > 0 is a dip, < 0 a gain.\n\n"
-                 + markdown_table(o2o_table, ["algo", "task", "seeds", "offline", "online", "delta",
-                                              "drop (first 10%)", "worst drop", "wall time (s)"]))]
+    sections = [("Setup", setup)]
+    if o2o_table:
+        sections.append(("Normalised score (last evaluation), offline -> after the online budget",
+                         "drop (first 10%) = offline score minus the worst online evaluation in the first 10 % of the "
+                         "online budget (Uni-O4, which evaluates after whole rollouts: its first online evaluation); "
+                         "mean ± std over seeds; worst drop = the largest over seeds; > 0 is a dip, < 0 a gain.\n\n"
+                         + markdown_table(o2o_table, ["algo", "task", "seeds", "offline", "online", "delta",
+                                                      "drop (first 10%)", "worst drop", "wall time (s)"])))
     if offline_rows:
         off_table = [{"algo": a["algo"], "dataset": a["task"], "seeds": a["seeds"], "offline score": a["offline"],
                       "wall time (s)": a["wall time (s)"]}
                      for a in aggregate(offline_rows)]
-        sections.append(("RIQL vs IQL on corrupted data (offline only, last evaluation)",
+        sections.append(("Offline-only entries (last evaluation)",
                          markdown_table(off_table, ["algo", "dataset", "seeds", "offline score", "wall time (s)"])))
     sections.append(("Claims", claims_text(verdicts)))
     sections.append(("Learning curves", "\n".join(f"![{p.stem}]({p.relative_to(RESULTS_DIR)})" for p in curves)))
@@ -543,17 +571,18 @@ def claims_text(verdicts: dict[str, Any]) -> str:
     lines = []
     o2o = [c for c in verdicts["o2o"] if c["online_above_offline"] is not None]  # pairs with an offline score
     above = [c for c in o2o if c["online_above_offline"]]
-    lines.append(f"- Online above offline (mean over seeds): {len(above)} of {len(o2o)} (algo, task) pairs; not: "
-                 + (", ".join(f"{c['algo']}/{c['task']} ({c['delta']:+.1f})" for c in o2o
-                              if c["online_above_offline"] is False) or "none"))
+    if o2o:
+        lines.append(f"- Online above offline (mean over seeds): {len(above)} of {len(o2o)} (algo, task) pairs; not: "
+                     + (", ".join(f"{c['algo']}/{c['task']} ({c['delta']:+.1f})" for c in o2o
+                                  if c["online_above_offline"] is False) or "none"))
     drops = [c for c in o2o if c["worst_early_drop"] is not None]
     if drops:
         w = max(drops, key=lambda c: c["worst_early_drop"])
         lines.append(f"- Worst early drop over all runs: {w['worst_early_drop']:.1f} ({w['algo']}/{w['task']}); "
                      "per pair in the table above")
-    for c in verdicts["riql_vs_iql"]:
-        lines.append(f"- RIQL vs IQL on {c['task']}: {c['riql']:.1f} vs {c['iql']:.1f} "
-                     f"({'RIQL higher' if c['riql_wins'] else 'RIQL not higher'})")
+    for c in verdicts["offline_vs_iql"]:
+        lines.append(f"- {c['algo']} vs iql on {c['task']}: {c['score']:.1f} vs {c['iql']:.1f} "
+                     f"({c['algo']} {'higher' if c['higher'] else 'not higher'})")
     return "\n".join(lines)
 
 

@@ -30,13 +30,13 @@ def test_early_drop_is_the_worst_online_evaluation_in_the_first_tenth():
     assert scores.early_drop(summary(None, [(50, 1.0)])) is None
 
 
-def test_claims_compare_means_over_seeds_and_riql_with_iql():
+def test_claims_compare_means_over_seeds_and_offline_learners_with_iql():
     rows = [scores.row_of("iql", "hopper", seed, summary(off, [(50, on - 1), (1000, on)]))
             for seed, (off, on) in enumerate([(30.0, 40.0), (30.0, 10.0)])]
     rows += [scores.row_of("famo2o", "hopper", 0, summary(20.0, [(50, 21.0), (1000, 30.0)]))]
     offline_only = {"phases": {"offline": {"final_eval": evaluation("offline", 100, 0.0)}},
                     "evals": [], "planned": {"online_steps": 0}, "wall_time_s": 1.0}
-    for algo, value in (("iql", 12.0), ("riql", 30.0)):
+    for algo, value in (("iql", 12.0), ("riql", 30.0), ("iql_rw", 10.0)):
         s = {**offline_only, "phases": {"offline": {"final_eval": evaluation("offline", 100, value)}}}
         rows.append(scores.row_of(algo, "hopper_obs_corrupt", 0, s))
     verdicts = scores.claims(rows)
@@ -45,9 +45,13 @@ def test_claims_compare_means_over_seeds_and_riql_with_iql():
     assert by_pair["iql", "hopper"]["online_above_offline"] is False
     assert by_pair["iql", "hopper"]["worst_early_drop"] == pytest.approx(21.0)
     assert by_pair["famo2o", "hopper"]["online_above_offline"] is True
-    assert verdicts["riql_vs_iql"] == [{"task": "hopper_obs_corrupt", "iql": 12.0, "riql": 30.0, "riql_wins": True}]
+    assert verdicts["offline_vs_iql"] == [
+        {"task": "hopper_obs_corrupt", "algo": "riql", "score": 30.0, "iql": 12.0, "higher": True},
+        {"task": "hopper_obs_corrupt", "algo": "iql_rw", "score": 10.0, "iql": 12.0, "higher": False}]
     text = scores.claims_text(verdicts)
-    assert "1 of 2" in text and "iql/hopper (-5.0)" in text and "RIQL higher" in text
+    assert "1 of 2" in text and "iql/hopper (-5.0)" in text
+    assert "riql vs iql on hopper_obs_corrupt: 30.0 vs 12.0 (riql higher)" in text
+    assert "iql_rw vs iql on hopper_obs_corrupt: 10.0 vs 12.0 (iql_rw not higher)" in text
 
 
 def test_profiles_runs_and_result_files():
@@ -60,6 +64,14 @@ def test_profiles_runs_and_result_files():
     unio4 = scores.schedule_overrides("unio4", 10_000)
     stages = {o.split("=")[0]: int(o.split("=")[1]) for o in unio4 if not o.startswith("algo.eval_step")}
     assert sum(stages.values()) == 10_000
+    maze = scores.PROFILES["maze"]
+    famo2o = scores.run_overrides(maze, "famo2o", "point_maze_medium", 0, Path("/data.zarr"))
+    # the maze's sparse-goal recipe (AntMaze's r - 1) at the suite's width, with the budget the stitching needs
+    assert {"train.offline_steps=30000", "algo.reward_bias=-1.0", "algo.hidden=[64,64]"} <= set(famo2o)
+    rw = scores.run_overrides(scores.PROFILES["weighting"], "iql_rw", "hopper_random_expert", 0, Path("/d.zarr"))
+    # a sampler variant is IQL with its locomotion recipe plus the sampler, offline only
+    assert {"algo=iql", "task=hopper", "dataset.sampler=rw", "train.online_steps=0",
+            "algo.reward_normalize_returns_to=1000.0"} <= set(rw)
     assert scores.result_name("suite") == "scores" and scores.result_name("long") == "scores_long"
 
 

@@ -28,6 +28,7 @@ def test_tiers_load_with_family_overrides() -> None:
     assert load_tier("medium", "locomotion").policy == "medium"
     assert load_tier("noisy", "maze").wander == 1.0
     assert load_tier("mixed", "arm").mixture
+    assert set(load_tier("random_expert", "locomotion").mixture) == {"random", "expert"}
 
 
 def test_unknown_tier_names_the_field() -> None:
