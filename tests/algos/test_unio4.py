@@ -197,6 +197,26 @@ def test_stages_run_in_order_and_the_schedule_is_the_offline_length():
     assert int(algo.ope_accepted.sum()) >= 0 and bool(torch.isfinite(algo.ope_last).all())
 
 
+def test_bc_filter_clones_only_the_steps_on_the_way_to_a_success():
+    """is_filter_bc: positive return-to-go of the raw reward. Episode 2 (rows 16-31) succeeds at row 27; its rows
+    up to 27 are kept, the steps after it and the episodes without reward are not, whatever the reward transform."""
+    data = _data()
+    sparse = torch.zeros(48)
+    sparse[27] = 1.0
+    data = data.with_reward(sparse)
+    algo = make_algorithm("unio4", {**TINY, "bc_filter_positive_return": True, "reward_scale": 10.0,
+                                    "reward_bias": -5.0}, SPEC)
+    algo.prepare(data)
+    cloned = {tuple(a) for a in algo.bc_batch(data.sample(512)).action.tolist()}
+    assert cloned == {tuple(a) for a in data.action[16:28].tolist()}
+    unfiltered = make_algorithm("unio4", TINY, SPEC)
+    unfiltered.prepare(data)
+    batch = data.sample(12)
+    assert unfiltered.bc_batch(batch) is batch
+    with pytest.raises(ConfigError, match="bc_filter_positive_return.*no reward > 0"):
+        algo.prepare(data.with_reward(torch.zeros(48)))
+
+
 def test_bf16_runs_every_stage_with_float32_model_outputs():
     """Mixed precision through the whole schedule (critic, dynamics with holdout checks, BC, BPPO with OPE gates):
     finite losses, and the dynamics model's predictions (mean, log-variance) stay float32."""

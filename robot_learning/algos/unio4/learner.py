@@ -78,7 +78,7 @@ from robot_learning.algos.unio4.policies import (
 )
 from robot_learning.config import ConfigError
 from robot_learning.data.rollout import RolloutBatch
-from robot_learning.data.tensors import Batch, TransitionData
+from robot_learning.data.tensors import Batch, TransitionData, discounted_return_to_go
 from robot_learning.nn import DeterministicPolicy, QEnsemble, mlp
 from robot_learning.nn.actors import gaussian_log_prob
 from robot_learning.spec import TaskSpec
@@ -161,6 +161,9 @@ class UniO4Config(PPOConfig):
     # BC learning rate (bc_lr 1e-4) and diversity weight alpha_bc (0.1; AntMaze scripts sweep {0, 0.1}).
     bc_lr: float = 1e-4
     alpha_bc: float = 0.1
+    # Clone only the transitions with a positive discounted return-to-go of the raw reward, i.e. those on the
+    # way to a success (is_filter_bc, buffer.py load_filter_dataset; off by default, set by the AntMaze scripts).
+    bc_filter_positive_return: bool = False
 
     # ---- 4. multi-step BPPO with the OPE gate (abppo.py, main.py)
     # BPPO updates (bppo_steps 1e4) and learning rate, decayed linearly to 0 over them (bppo_lr 1e-4,
@@ -230,6 +233,17 @@ class UniO4Config(PPOConfig):
                              f"{self.dynamics_holdout_ratio}")
 
 
+def positive_return_rows(data: TransitionData, gamma: float) -> torch.Tensor:
+    """Transition rows whose discounted return-to-go G_t = sum_k gamma^k r_{t+k} (raw reward, within the episode)
+    is positive: on sparse goal data, the steps of episodes that reach the goal, up to the success (is_filter_bc)."""
+    g = torch.from_numpy(discounted_return_to_go(data.reward.cpu().numpy(), data.episode_ends.cpu().numpy(), gamma))
+    rows = data.valid[g.to(data.device)[data.valid] > 0]
+    if len(rows) == 0:
+        raise ConfigError(f"algo.bc_filter_positive_return: expected transitions with a positive return-to-go in "
+                          f"{data.source}, found none (no reward > 0); the BC stage would have no data")
+    return rows
+
+
 @register
 class UniO4(PPO):
     """Uni-O4 (see the module docstring): offline stages on transitions, then PPO on rollouts."""
@@ -269,6 +283,7 @@ class UniO4(PPO):
         self.offline_optimizers = {name: make_adam(params, lrs[name]) for name, params in self.offline_params.items()}
         self.offline_updates = 0
         self._data: TransitionData | None = None
+        self._bc_rows: torch.Tensor | None = None
         self._candidates: list[int] = []
 
     # ------------------------------------------------------------------------------ networks (PPO hooks)
@@ -304,6 +319,8 @@ class UniO4(PPO):
     def prepare(self, data: TransitionData) -> TransitionData:
         """Fit the normaliser and the dynamics split and scaler (fresh learners only: frozen once trained)."""
         c = self.config
+        if c.bc_filter_positive_return:
+            self._bc_rows = positive_return_rows(data, c.gamma)
         data = data.with_reward(self.transform_reward(data.reward))
         if self.offline_updates == 0 and not bool(self.handed_off):
             self.encoder.normalizer.fit(self.encoder.low_dim(data.obs), c.obs_norm_eps)
@@ -375,8 +392,17 @@ class UniO4(PPO):
         return {"dynamics_loss": loss, **norms, "dynamics_nll": nll.mean(),
                 "dynamics_best_holdout": self.dynamics.best_holdout.min()}
 
+    def bc_batch(self, batch: Batch) -> Batch:
+        """The BC stage's batch: the runtime's, or with ``bc_filter_positive_return`` one of the same size drawn
+        from the transitions on the way to a success."""
+        if self._bc_rows is None:
+            return batch
+        pick = torch.randint(len(self._bc_rows), (len(batch),), device=self._bc_rows.device)
+        return self.dataset().transitions(self._bc_rows[pick])
+
     def bc_update(self, batch: Batch) -> dict[str, torch.Tensor]:
         """Joint ensemble behaviour cloning with the diversity term."""
+        batch = self.bc_batch(batch)
         log_prob = self.policies.log_prob(self.encoder(batch.obs), self.scaler.to_unit(batch.action))
         loss = ensemble_bc_loss(log_prob, self.config.alpha_bc)
         return {"bc_loss": loss, **self.offline_step(loss, "bc"), "bc_log_prob": log_prob.mean()}
