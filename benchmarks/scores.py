@@ -280,12 +280,10 @@ PROFILES["long"] = Profile(
 
 #: The maze tiers at a budget where the stitching is learnt. With the suite's 2.5k updates every method stays at 0;
 #: IQL (64-64) on the noisy data first reaches the goal after 14k (umaze) and 25k (medium) offline updates
-#: (results/scores_NOTE.md). The suite's networks; ~45 min on two cores. RO2O (in the suite's maze entry) is left
-#: out: at ~30 updates/s here its run of this budget takes ~25 min, 2.5 h for the six.
+#: (results/scores_NOTE.md). The suite's networks and protocol scaling; ~1.5 h on two cores, two thirds of it RO2O's.
 PROFILES["maze"] = Profile(
     tasks={"point_maze_umaze": Dataset("noisy", 200), "point_maze_medium": Dataset("noisy", 400)},
-    algos=("iql", "unio4", "famo2o"), seeds=(0, 1, 2), offline_steps=30_000, online_steps=15_000, eval_every=1500,
-    eval_episodes=10,
+    algos=O2O, seeds=(0, 1, 2), offline_steps=30_000, online_steps=15_000, eval_every=1500, eval_episodes=10,
     algo_overrides=SUITE_SMALL, scale_protocol=True)
 
 #: The trajectory-weighting sampler where the paper says it matters: hopper data of mostly random episodes with a
