@@ -72,6 +72,10 @@ def test_profiles_runs_and_result_files():
     # a sampler variant is IQL with its locomotion recipe plus the sampler, offline only
     assert {"algo=iql", "task=hopper", "dataset.sampler=rw", "train.online_steps=0",
             "algo.reward_normalize_returns_to=1000.0"} <= set(rw)
+    hybrid = scores.run_overrides(scores.PROFILES["gap"], "h2o_hybrid", "arm_reach_gap_weak", 0, Path("/d.zarr"))
+    # the paper's protocol in the weak simulator: no offline phase, SAC's dense arm recipe
+    assert {"algo=h2o", "task=arm_reach", "train.offline_steps=0", "online.dynamics=weak_motors",
+            "dataset.reward=dense"} <= set(hybrid)
     assert scores.result_name("suite") == "scores" and scores.result_name("long") == "scores_long"
 
 
