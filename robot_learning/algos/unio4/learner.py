@@ -11,7 +11,7 @@ both phases. The offline phase is a schedule of stages on the dataset, one gradi
                  Qbar <- (1 - tau) Qbar + tau Q every ``target_update_every`` updates
     2. dynamics  (dynamics_steps) the OPE model ensemble (dynamics.py): Gaussian NLL on a bootstrap of the
                  training split; every epoch each member keeps its best holdout weights; elites at the end
-    3. BC        (bc_steps)       K policies jointly,
+    3. BC        (bc_steps)       K policies jointly (with bc_filter_positive_return: on the rows with G_t > 0),
                  L = sum_i E[-log pi_i(a|s) - alpha (log pi_i(a|s) - max_{j!=i} log pi_j(a|s))]
     4. BPPO      (bppo_steps)     pi_k^old <- pi_k <- BC_k; per update a_k ~ pi_k^old(s), s ~ D,
                  A_k = normalise_k(min_i Q_i(s, a_k) - V(s)),  L = sum_k -E[min(rho_k A_k, clip(rho_k) A_k)];
@@ -317,7 +317,8 @@ class UniO4(PPO):
 
     # ------------------------------------------------------------------------------ data
     def prepare(self, data: TransitionData) -> TransitionData:
-        """Fit the normaliser and the dynamics split and scaler (fresh learners only: frozen once trained)."""
+        """Fit the normaliser and the dynamics split and scaler (fresh learners only: frozen once trained); pick the
+        BC stage's rows when it clones successes only."""
         c = self.config
         if c.bc_filter_positive_return:
             self._bc_rows = positive_return_rows(data, c.gamma)
