@@ -457,6 +457,11 @@ def plot_curves(rows: Sequence[dict[str, Any]], offline_steps: int, out_dir: Pat
     return written
 
 
+def offline_only_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The runs of offline-only entries (an offline score and no online phase)."""
+    return [r for r in rows if r["online_score"] is None and r["offline_score"] is not None]
+
+
 def claims(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """The issue's claims per (algorithm, entry): online above offline on average, the worst early drop, and
     every other learner against IQL on each offline-only entry (RIQL on corrupted data, the weighted samplers)."""
@@ -473,7 +478,7 @@ def claims(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
                            "delta": float(np.mean(on) - np.mean(off)) if off else None,
                            "online_above_offline": bool(np.mean(on) > np.mean(off)) if off else None,
                            "worst_early_drop": float(max(drops)) if drops else None})
-    offline_only = [r for r in rows if r["online_score"] is None and r["offline_score"] is not None]
+    offline_only = offline_only_rows(rows)
     for task in dict.fromkeys(r["task"] for r in offline_only):
         means = {a: float(np.mean([r["offline_score"] for r in offline_only if r["task"] == task and r["algo"] == a]))
                  for a in dict.fromkeys(r["algo"] for r in offline_only if r["task"] == task)}
@@ -485,15 +490,17 @@ def claims(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from robot_learning.nn.precision import PRECISIONS
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the minutes-on-a-CPU profile (= --profile quick)")
-    parser.add_argument("--profile", choices=sorted(PROFILES), help="quick | suite | long | maze | gap | weighting | full (default: full)")
+    parser.add_argument("--profile", choices=sorted(PROFILES), help="the profile to run (default: full)")
     parser.add_argument("--algos", help="comma-separated subset of the profile's algorithms")
     parser.add_argument("--tasks", help="comma-separated subset of the profile's tasks")
     parser.add_argument("--seeds", help="comma-separated seeds (default: the profile's)")
     parser.add_argument("--threads", type=int, help="cap torch's CPU threads (also RL_THREADS for subprocesses)")
     parser.add_argument("--no-report", action="store_true", help="run only; do not rewrite the result files")
-    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
                         help="the learners' arithmetic (algo.precision); default fp32")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -524,7 +531,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                       f"online {rows[-1]['online_score']} ({summary['wall_time_s']:.0f} s)", flush=True)
     if args.no_report:
         return 0
-    offline_rows = [r for r in rows if r["online_score"] is None and r["offline_score"] is not None]
+    offline_rows = offline_only_rows(rows)
     stem = result_name(name, args.precision)
     curves = plot_curves(rows, profile.offline_steps,
                          RESULTS_DIR / "curves" / ("" if stem == "scores" else stem.removeprefix("scores_")))

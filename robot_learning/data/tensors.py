@@ -190,10 +190,14 @@ class TransitionData:
             raise ValueError(f"reward: expected shape {tuple(self.reward.shape)}, found {tuple(reward.shape)}")
         return TransitionData(self.obs, self.action, reward, self.terminal, self.episode_ends, self.source)
 
+    def discounted_returns(self, gamma: float) -> torch.Tensor:
+        """The discounted return-to-go of every row within its episode, (N,) on this data's device."""
+        g = discounted_return_to_go(self.reward.cpu().numpy(), self.episode_ends.cpu().numpy(), gamma)
+        return torch.from_numpy(g).to(self.device)
+
     def compute_mc_returns(self, gamma: float) -> torch.Tensor:
         """Cache and return the discounted return-to-go of every row (Cal-QL's Monte-Carlo bound)."""
-        g = discounted_return_to_go(self.reward.cpu().numpy(), self.episode_ends.cpu().numpy(), gamma)
-        self.mc_return = torch.from_numpy(g).to(self.device)
+        self.mc_return = self.discounted_returns(gamma)
         return self.mc_return
 
     # ------------------------------------------------------------------------------ sampling

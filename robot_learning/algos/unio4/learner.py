@@ -78,7 +78,7 @@ from robot_learning.algos.unio4.policies import (
 )
 from robot_learning.config import ConfigError
 from robot_learning.data.rollout import RolloutBatch
-from robot_learning.data.tensors import Batch, TransitionData, discounted_return_to_go
+from robot_learning.data.tensors import Batch, TransitionData
 from robot_learning.nn import DeterministicPolicy, QEnsemble, mlp
 from robot_learning.nn.actors import gaussian_log_prob
 from robot_learning.spec import TaskSpec
@@ -236,8 +236,7 @@ class UniO4Config(PPOConfig):
 def positive_return_rows(data: TransitionData, gamma: float) -> torch.Tensor:
     """Transition rows whose discounted return-to-go G_t = sum_k gamma^k r_{t+k} (raw reward, within the episode)
     is positive: on sparse goal data, the steps of episodes that reach the goal, up to the success (is_filter_bc)."""
-    g = torch.from_numpy(discounted_return_to_go(data.reward.cpu().numpy(), data.episode_ends.cpu().numpy(), gamma))
-    rows = data.valid[g.to(data.device)[data.valid] > 0]
+    rows = data.valid[data.discounted_returns(gamma)[data.valid] > 0]
     if len(rows) == 0:
         raise ConfigError(f"algo.bc_filter_positive_return: expected transitions with a positive return-to-go in "
                           f"{data.source}, found none (no reward > 0); the BC stage would have no data")
